@@ -1,0 +1,133 @@
+/**
+ * Complete lines of a log from a byte offset. Only bytes up to the last "\n"
+ * are lines: a writer may be mid-append, and a half line read now would be
+ * counted as malformed forever in the index we are about to write.
+ */
+import type { FileHandle } from 'node:fs/promises';
+
+/** What one fetch may still read, shared by every task it reads. Infinity = unlimited. */
+export interface ReadBudget {
+  linesLeft: number;
+  bytesLeft: number;
+}
+
+export function unlimitedBudget(): ReadBudget {
+  return { linesLeft: Infinity, bytesLeft: Infinity };
+}
+
+export interface LineReadResult {
+  /** File offset just after the last newline consumed (== `from` when none was). */
+  end: number;
+  bytesRead: number;
+  /** Complete lines consumed, blank ones included. */
+  linesRead: number;
+  /** A budget stopped reading while at least one more complete line remained before `to`. */
+  truncated: boolean;
+}
+
+// 1 MiB reads: large enough that syscalls are noise, small enough that the
+// whole file is never in memory (a 1M-record rebuild stays far under 200 MB).
+const CHUNK_BYTES = 1 << 20;
+const NEWLINE = 0x0a;
+
+/**
+ * Call `onLine` for each complete, non-blank line in [from, to) of `file`, with
+ * a trailing "\r" removed. `to` is the size the caller observed: bytes appended
+ * after that observation are left for the next read. Charges `budget`.
+ */
+export async function readLines(
+  file: FileHandle,
+  from: number,
+  to: number,
+  onLine: (line: string) => void,
+  options: { budget?: ReadBudget; onProgress?: (bytesRead: number) => void } = {},
+): Promise<LineReadResult> {
+  const budget = options.budget ?? unlimitedBudget();
+  const limit = Math.min(to, from + budget.bytesLeft);
+  let end = from; // file offset of the first unconsumed byte (data[0])
+  let pos = from; // file offset of the next byte to read
+  let carry: Buffer | undefined;
+  let bytesRead = 0;
+  let linesRead = 0;
+  let stoppedByLines = false;
+  let hasMoreLinesInChunk = false;
+
+  // Read the next chunk while this one is parsed: the read runs on libuv's pool.
+  let pending = pos < limit ? readChunk(file, pos, Math.min(CHUNK_BYTES, limit - pos)) : undefined;
+  try {
+    while (pending !== undefined) {
+      const chunk = await pending;
+      pending = undefined;
+      if (chunk.length === 0) break; // the file shrank under us: stop with what we have
+      pos += chunk.length;
+      bytesRead += chunk.length;
+      options.onProgress?.(chunk.length);
+      if (pos < limit) pending = readChunk(file, pos, Math.min(CHUNK_BYTES, limit - pos));
+
+      const data = carry === undefined ? chunk : Buffer.concat([carry, chunk]);
+      const lastNewline = data.lastIndexOf(NEWLINE);
+      if (lastNewline < 0) {
+        carry = data;
+        continue;
+      }
+      // A "\n" byte never occurs inside a multi-byte UTF-8 sequence, so decoding
+      // up to a newline never splits a character.
+      const lines = data.toString('utf8', 0, lastNewline).split('\n');
+      for (let i = 0; i < lines.length; i++) {
+        if (linesRead >= budget.linesLeft) {
+          stoppedByLines = true;
+          hasMoreLinesInChunk = true;
+          end += byteOffsetOfLine(data, i);
+          break;
+        }
+        linesRead++;
+        let line = lines[i]!;
+        if (line.charCodeAt(line.length - 1) === 13) line = line.slice(0, -1);
+        if (line.length === 0 || (line.charCodeAt(0) <= 32 && line.trim() === '')) continue;
+        onLine(line);
+      }
+      if (stoppedByLines) break;
+      end += lastNewline + 1;
+      carry = lastNewline + 1 < data.length ? data.subarray(lastNewline + 1) : undefined;
+    }
+  } finally {
+    // Never leave a read in flight on a handle the caller is about to close.
+    if (pending !== undefined) await pending.catch(() => undefined);
+  }
+
+  budget.linesLeft -= linesRead;
+  budget.bytesLeft -= bytesRead;
+  let truncated = false;
+  if (stoppedByLines) truncated = hasMoreLinesInChunk;
+  else if (limit < to) truncated = await hasNewline(file, limit, to);
+  return { end, bytesRead, linesRead, truncated };
+}
+
+async function readChunk(file: FileHandle, position: number, length: number): Promise<Buffer> {
+  const buffer = Buffer.allocUnsafe(length);
+  let filled = 0;
+  while (filled < length) {
+    const { bytesRead } = await file.read(buffer, filled, length - filled, position + filled);
+    if (bytesRead === 0) break;
+    filled += bytesRead;
+  }
+  return filled === length ? buffer : buffer.subarray(0, filled);
+}
+
+/** Byte offset in `data` where line number `index` (0-based) starts. */
+function byteOffsetOfLine(data: Buffer, index: number): number {
+  let offset = 0;
+  for (let i = 0; i < index; i++) offset = data.indexOf(NEWLINE, offset) + 1;
+  return offset;
+}
+
+/** Whether [from, to) of the file holds a "\n": is there another complete line a budget kept us from? */
+async function hasNewline(file: FileHandle, from: number, to: number): Promise<boolean> {
+  for (let pos = from; pos < to; ) {
+    const chunk = await readChunk(file, pos, Math.min(64 * 1024, to - pos));
+    if (chunk.length === 0) return false;
+    if (chunk.includes(NEWLINE)) return true;
+    pos += chunk.length;
+  }
+  return false;
+}

@@ -1,0 +1,52 @@
+/**
+ * Full scan and tail scan of a log into a TopState, on line-reader + top-k.
+ * A scan never persists anything; the store decides what to do with it.
+ */
+import type { FileHandle } from 'node:fs/promises';
+import { readLines, type ReadBudget } from './line-reader.js';
+import { parseRecordLine } from './record.js';
+import { addRecord, type TopState } from './top-k.js';
+
+export interface ScanResult {
+  /** The state after the scan (the one passed in, added to). */
+  state: TopState;
+  /** Offset just after the last newline consumed: the prefix `state` covers when not truncated. */
+  end: number;
+  bytesRead: number;
+  linesRead: number;
+  truncated: boolean;
+}
+
+export interface ScanOptions {
+  budget?: ReadBudget;
+  /** Records kept for a domain; defaults to state.k. A fetch asks more of the domain it answers. */
+  capFor?: (domain: string) => number;
+  onProgress?: (bytesRead: number) => void;
+}
+
+/**
+ * Add every record in [from, to) of the log to `state`, counting the lines that
+ * are not records as malformed. A full scan is `from = 0` on an empty state; a
+ * tail is `from = index offset` on the index's state.
+ */
+export async function scanLog(
+  file: FileHandle,
+  from: number,
+  to: number,
+  state: TopState,
+  options: ScanOptions = {},
+): Promise<ScanResult> {
+  const capFor = options.capFor ?? (() => state.k);
+  const result = await readLines(
+    file,
+    from,
+    to,
+    (line) => {
+      const record = parseRecordLine(line);
+      if (record === undefined) state.malformed++;
+      else addRecord(state, record, capFor(record.domain));
+    },
+    { budget: options.budget, onProgress: options.onProgress },
+  );
+  return { state, ...result };
+}
