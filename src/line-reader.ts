@@ -83,7 +83,10 @@ export async function readLines(
         linesRead++;
         let line = lines[i]!;
         if (line.charCodeAt(line.length - 1) === 13) line = line.slice(0, -1);
-        if (line.length === 0 || (line.charCodeAt(0) <= 32 && line.trim() === '')) continue;
+        // Blank means trim() === '': a record starts with "{" and skips the trim, while
+        // lines of Unicode spaces (U+00A0, U+3000) count as blank whatever their first character.
+        const first = line.charCodeAt(0);
+        if (line.length === 0 || ((first <= 32 || first > 127) && line.trim() === '')) continue;
         onLine(line);
       }
       if (stoppedByLines) break;
