@@ -43,7 +43,8 @@ export async function readLines(
   options: { budget?: ReadBudget; onProgress?: (bytesRead: number) => void } = {},
 ): Promise<LineReadResult> {
   const budget = options.budget ?? unlimitedBudget();
-  const limit = Math.min(to, from + budget.bytesLeft);
+  // With no lines left to read, read nothing: only look whether a line was missed.
+  const limit = budget.linesLeft <= 0 ? from : Math.min(to, from + budget.bytesLeft);
   let end = from; // file offset of the first unconsumed byte (data[0])
   let pos = from; // file offset of the next byte to read
   let carry: Buffer | undefined;
