@@ -30,8 +30,8 @@ export function budgetForFetch(budget: ScanBudget): ReadBudget {
 function fromEnv(env: NodeJS.ProcessEnv, name: string): number | undefined {
   const raw = env[name];
   if (raw === undefined || raw === '') return undefined;
-  // Decimal digits only: "1e3", "0x10", " 5" and "-5" are typos more often than intent.
-  if (!/^[1-9][0-9]*$/.test(raw) || !Number.isSafeInteger(Number(raw))) {
+  // Decimal digits only ("007" is 7): "1e3", "0x10", " 5" and "-5" are typos more often than intent.
+  if (!/^[0-9]+$/.test(raw) || !Number.isSafeInteger(Number(raw)) || Number(raw) === 0) {
     throw new ExperienceStoreError(
       'EXP_BAD_ENV',
       `${name} must be a positive decimal integer, got ${JSON.stringify(raw)}; fix or unset it`,

@@ -144,7 +144,13 @@ describe('scan budget from the environment', () => {
   });
 
   describe.each([MAX_LINES, MAX_BYTES])('%s', (name) => {
-    test.for(['0', '-5', 'abc', '1e3', ' 5', '5 ', '+5', '1.5', '0x10', '99999999999999999999'])(
+    test('reads leading zeros as decimal, not octal', ({ dir }) => {
+      vi.stubEnv(name, '010');
+      const budget = storeIn(dir).scanBudget;
+      expect(name === MAX_LINES ? budget.maxLines : budget.maxBytes).toBe(10);
+    });
+
+    test.for(['0', '000', '-5', 'abc', '1e3', ' 5', '5 ', '+5', '1.5', '0x10', '99999999999999999999'])(
       'rejects %j at construction with EXP_BAD_ENV naming the variable and the value',
       (value, { dir }) => {
         vi.stubEnv(name, value);
