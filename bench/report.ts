@@ -1,0 +1,282 @@
+/**
+ * Turn measurements into what people read: the console table, the SPEC targets
+ * with met / not met, docs/benchmarks.md and its log-log latency chart.
+ */
+import os from 'node:os';
+import { CASES, type CaseId, type SizeResult } from './cases.js';
+import { formatMs } from './measure.js';
+
+export interface Run {
+  sizes: SizeResult[];
+  command: string;
+  seed: number;
+  date: Date;
+  elapsedMs: number;
+}
+
+export interface Target {
+  name: string;
+  measured: string;
+  goal: string;
+  met: boolean | undefined; // undefined: not measured in this run
+}
+
+const ORDER: CaseId[] = ['cold', 'hot', 'tail', 'tail1000', 'fullScan', 'naive', 'floor', 'recordBatch', 'appendOnly', 'rebuild'];
+
+export function sizeLabel(n: number): string {
+  return n >= 1_000_000 ? `${n / 1_000_000}M` : n >= 1_000 ? `${n / 1_000}k` : String(n);
+}
+
+const median = (s: SizeResult | undefined, id: CaseId): number => s?.cases[id]?.medianMs ?? NaN;
+const ratio = (a: number, b: number): number => a / b;
+const fmtRatio = (r: number): string => (!Number.isFinite(r) ? 'n/a' : r >= 100 ? `${Math.round(r).toLocaleString('en-US')}x` : `${r.toFixed(2)}x`);
+const mb = (bytes: number): string => `${(bytes / 1e6).toFixed(0)} MB`;
+
+/** SPEC "Performance" targets, evaluated on one run. */
+export function evaluateTargets(run: Run): Target[] {
+  const at = (n: number) => run.sizes.find((s) => s.records === n);
+  const smallest = run.sizes[0];
+  const largest = run.sizes[run.sizes.length - 1];
+  const s100k = at(100_000);
+  const s1m = at(1_000_000);
+  const targets: Target[] = [];
+
+  const speedup = (id: CaseId, goal: number): Target => {
+    const r = ratio(median(s100k, 'fullScan'), median(s100k, id));
+    return {
+      name: `${CASES[id]} vs full-scan fetch, 100k`,
+      measured: `${fmtRatio(r)} faster (${formatMs(median(s100k, id))} vs ${formatMs(median(s100k, 'fullScan'))})`,
+      goal: `>= ${goal}x`,
+      met: Number.isFinite(r) ? r >= goal : undefined,
+    };
+  };
+  targets.push(speedup('cold', 500), speedup('hot', 5000));
+
+  const flat = (id: CaseId): Target => {
+    const r = ratio(median(largest, id), median(smallest, id));
+    const span = `${sizeLabel(largest?.records ?? 0)} vs ${sizeLabel(smallest?.records ?? 0)}`;
+    return {
+      name: `${CASES[id]} flat in N (${span})`,
+      measured: `${fmtRatio(r)} (${formatMs(median(largest, id))} vs ${formatMs(median(smallest, id))})`,
+      goal: s1m ? '<= 1.5x (1M vs 1k)' : '<= 1.5x (1M not run)',
+      met: s1m && Number.isFinite(r) ? r <= 1.5 : undefined,
+    };
+  };
+  targets.push(flat('cold'), flat('hot'), flat('recordBatch'));
+
+  const writeRatios = run.sizes.map((s) => ratio(median(s, 'recordBatch'), median(s, 'appendOnly')));
+  const worstWrite = Math.max(...writeRatios);
+  targets.push({
+    name: 'recordBatch vs append-only write, same run (worst N)',
+    measured: run.sizes.map((s, i) => `${sizeLabel(s.records)}: ${fmtRatio(writeRatios[i]!)}`).join(', '),
+    goal: '<= 2x',
+    met: Number.isFinite(worstWrite) ? worstWrite <= 2 : undefined,
+  });
+
+  const tailFlat = ratio(median(largest, 'tail'), median(smallest, 'tail'));
+  const tailExact = run.sizes.every((s) => s.tailBytes.tail !== undefined);
+  const bytesRatio = ratio(largest?.tailBytes.tail1000 ?? NaN, largest?.tailBytes.tail ?? NaN);
+  const costRatio = ratio(median(largest, 'tail1000'), median(largest, 'tail'));
+  targets.push({
+    name: 'tail cost follows appended bytes, not N',
+    measured:
+      `100 appended: ${sizeLabel(largest?.records ?? 0)} vs ${sizeLabel(smallest?.records ?? 0)} = ${fmtRatio(tailFlat)}, ` +
+      `each fetch read exactly the appended bytes; 10x the bytes (${fmtRatio(bytesRatio)}) cost ${fmtRatio(costRatio)}`,
+    goal: 'flat in N (<= 1.5x), reads only the new bytes',
+    met: s1m && tailExact && Number.isFinite(tailFlat) ? tailFlat <= 1.5 : undefined,
+  });
+
+  const scanSizes = run.sizes.filter((s) => s.records >= 100_000);
+  const throughputs = scanSizes.map((s) => ratio(median(s, 'floor'), median(s, 'fullScan')));
+  targets.push({
+    name: 'full-scan throughput vs the floor',
+    measured: scanSizes.map((s, i) => `${sizeLabel(s.records)}: ${(throughputs[i]! * 100).toFixed(0)}%`).join(', ') || 'n/a',
+    goal: '>= 90%',
+    met: throughputs.length > 0 && throughputs.every(Number.isFinite) ? throughputs.every((t) => t >= 0.9) : undefined,
+  });
+
+  const rss = s1m?.rebuildMaxRssBytes;
+  targets.push({
+    name: 'rebuildIndex of 1M records, peak RSS',
+    measured: rss === undefined ? 'n/a (1M not run)' : `${mb(rss)} (${formatMs(median(s1m, 'rebuild'))})`,
+    goal: '< 200 MB',
+    met: rss === undefined ? undefined : rss < 200e6,
+  });
+  return targets;
+}
+
+/** The CI gate: reasons to fail, one line each; empty when the gate holds. */
+export function ciFailures(run: Run): string[] {
+  const at = (n: number) => run.sizes.find((s) => s.records === n);
+  const s1k = at(1_000);
+  const s100k = at(100_000);
+  const failures: string[] = [];
+  const speedup = ratio(median(s100k, 'fullScan'), median(s100k, 'cold'));
+  if (!(speedup >= 100)) {
+    failures.push(`cold indexed fetch at 100k is only ${fmtRatio(speedup)} faster than the full scan (need >= 100x)`);
+  }
+  const growth = ratio(median(s100k, 'recordBatch'), median(s1k, 'recordBatch'));
+  if (!(growth <= 2)) {
+    failures.push(`recordBatch at 100k costs ${fmtRatio(growth)} its cost at 1k (need <= 2x)`);
+  }
+  return failures;
+}
+
+export function consoleTable(run: Run): string {
+  const header = ['case', ...run.sizes.map((s) => sizeLabel(s.records))];
+  const rows = [header, ...ORDER.filter((id) => run.sizes.some((s) => s.cases[id])).map((id) => [
+    CASES[id],
+    ...run.sizes.map((s) => cell(s, id)),
+  ])];
+  const widths = header.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  const line = (r: string[]) => r.map((v, c) => (c === 0 ? v.padEnd(widths[c]!) : v.padStart(widths[c]!))).join('  ');
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)].join('\n');
+}
+
+/** "1.23 ms ±0.05": median, ± half the interquartile range. */
+function cell(s: SizeResult, id: CaseId): string {
+  const m = s.cases[id];
+  if (m === undefined) return '–';
+  return `${formatMs(m.medianMs)} ±${formatSpread((m.p75Ms - m.p25Ms) / 2, m.medianMs)}`;
+}
+
+/** The spread in the unit formatMs chose for the median, without the unit. */
+function formatSpread(spreadMs: number, medianMs: number): string {
+  const scale = medianMs < 1 ? 1000 : medianMs < 1000 ? 1 : 1 / 1000;
+  const v = spreadMs * scale;
+  return v >= 10 ? v.toFixed(0) : v >= 1 ? v.toFixed(1) : v.toFixed(2);
+}
+
+export function targetsTable(targets: Target[]): string {
+  return targets
+    .map((t) => `${t.met === undefined ? 'n/a ' : t.met ? 'MET ' : 'MISS'}  ${t.name}: ${t.measured} (goal ${t.goal})`)
+    .join('\n');
+}
+
+export function machine(): string {
+  const cpus = os.cpus();
+  return `${cpus.length} cores, ${cpus[0]?.model.trim() ?? 'unknown CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ` +
+    `${os.type()} ${os.release()}, Node ${process.version}`;
+}
+
+export function markdown(run: Run, targets: Target[], svgFile: string): string {
+  const sizes = run.sizes;
+  const head = `| case | ${sizes.map((s) => sizeLabel(s.records)).join(' | ')} |\n|---|${sizes.map(() => '---:').join('|')}|`;
+  const rows = ORDER.filter((id) => sizes.some((s) => s.cases[id])).map(
+    (id) => `| ${CASES[id]} | ${sizes.map((s) => cell(s, id)).join(' | ')} |`,
+  );
+  const logRow = `| *log size* | ${sizes.map((s) => `${(s.logBytes / 1e6).toFixed(1)} MB`).join(' | ')} |`;
+  const rssRow = `| *rebuild peak RSS* | ${sizes.map((s) => (s.rebuildMaxRssBytes ? mb(s.rebuildMaxRssBytes) : '–')).join(' | ')} |`;
+  const targetRows = targets.map(
+    (t) => `| ${t.name} | ${t.measured} | ${t.goal} | ${t.met === undefined ? 'not measured' : t.met ? '**met**' : '**not met**'} |`,
+  );
+  return `# Benchmarks
+
+Generated by \`${run.command}\` (${run.date.toISOString().slice(0, 10)}, ${(run.elapsedMs / 60_000).toFixed(1)} min);
+do not edit by hand. Rerun the same command to reproduce on your machine.
+
+**Machine:** ${machine()}.
+
+## Results
+
+Median latency per call, ± half the interquartile range (p75 − p25), one run, all cases
+interleaved with nothing else on purpose: the spread shows the noise of the machine too.
+Fetches ask for the top 5 of the most common domain of one task (\`taskId\` given).
+
+${head}
+${rows.join('\n')}
+${logRow}
+${rssRow}
+
+## SPEC targets
+
+Ratios are of medians from this one run.
+
+| target | measured | goal | |
+|---|---|---|---|
+${targetRows.join('\n')}
+
+## Fetch latency vs log size
+
+![Fetch latency vs N, log-log: cold index, hot index, tail and full scan](${svgFile})
+
+## What each case does
+
+- Data: \`bench/dataset.ts\` generates the log deterministically (seed ${run.seed}) in the shape existing
+  logs hold: ~8 domains drawn with Zipf weights 1/(i+1), summaries of 8-32 words, 1-4 toolStats,
+  lines of ~510-840 bytes (median ~670). Logs are generated once and cached under \`bench/.cache/\`;
+  each size runs on a fresh copy in a temp directory, last modified an hour ago (the steady state; a
+  log written less than 2 s before a fetch is "racy" and a hot fetch then also reads 4 KiB of it to
+  confirm the stamp, see docs/index-format.md).
+- **cold indexed fetch**: \`new ExperienceStore()\` then \`fetchTop\` per call, index on disk and fresh —
+  what a freshly started orchestrator run pays.
+- **hot indexed fetch**: the same instance again, log unchanged: one \`stat\` and the cached answer.
+- **tail fetch**: before each call (untimed), another writer appends 100 (or 1,000) records without
+  the lock; the call reads only those bytes, merges and heals the index, so the next call again sees
+  exactly its own append. Every call is checked to have been one tail that read exactly the appended
+  bytes.
+- **full-scan fetch**: \`useIndex: false\`, the store's own scan (1 MiB reads, one domain kept).
+- **older design: readline scan**: \`readline\` over a read stream, \`JSON.parse\` per line, filter, sort.
+- **floor**: synchronous 1 MiB reads, split lines, \`JSON.parse\` each, nothing else.
+- **recordBatch of 8**: one long-lived instance appends 8 fresh records per call (lock file, append,
+  tail re-read, index write); the log grows as it runs.
+- **older design: append-only write**: validate, O_EXCL lock file, \`fs.promises.appendFile\`, unlock.
+- **rebuildIndex**: in a child process (\`bench/rebuild-child.ts\`), time and peak RSS
+  (\`process.resourceUsage().maxRSS\`) of a full rebuild; median of several runs, largest RSS.
+
+Iteration counts are sized per case from a pilot call (tinybench, \`bench/measure.ts\`): a few runs
+of a multi-second scan, thousands of a microsecond fetch.
+`;
+}
+
+type Series = { id: CaseId; label: string; color: string; dash?: string };
+
+const SERIES: Series[] = [
+  { id: 'fullScan', label: 'full scan', color: '#d62728' },
+  { id: 'tail', label: 'tail (100 appended)', color: '#ff7f0e' },
+  { id: 'cold', label: 'cold index', color: '#1f77b4' },
+  { id: 'hot', label: 'hot index', color: '#2ca02c' },
+];
+
+/** A log-log chart of median fetch latency against N, hand-written SVG. */
+export function latencySvg(run: Run): string {
+  const W = 720;
+  const H = 440;
+  const m = { left: 70, right: 170, top: 40, bottom: 50 };
+  const sizes = run.sizes.map((s) => s.records);
+  const values = run.sizes.flatMap((s) => SERIES.map((x) => s.cases[x.id]?.medianMs).filter((v): v is number => v !== undefined));
+  const xMin = Math.log10(Math.min(...sizes));
+  const xMax = Math.log10(Math.max(...sizes));
+  const yMin = Math.floor(Math.log10(Math.min(...values)));
+  const yMax = Math.ceil(Math.log10(Math.max(...values)));
+  const x = (n: number) => m.left + ((Math.log10(n) - xMin) / (xMax - xMin || 1)) * (W - m.left - m.right);
+  const y = (ms: number) => H - m.bottom - ((Math.log10(ms) - yMin) / (yMax - yMin || 1)) * (H - m.top - m.bottom);
+  const out: string[] = [];
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
+  out.push(`<rect width="${W}" height="${H}" fill="#fff"/>`);
+  out.push(`<text x="${m.left}" y="24" font-size="15" font-weight="bold">Fetch latency vs log size (median, log-log)</text>`);
+  for (let e = yMin; e <= yMax; e++) {
+    const yy = y(10 ** e).toFixed(1);
+    out.push(`<line x1="${m.left}" x2="${W - m.right}" y1="${yy}" y2="${yy}" stroke="#ddd"/>`);
+    out.push(`<text x="${m.left - 8}" y="${yy}" text-anchor="end" dominant-baseline="middle">${formatMs(10 ** e).replace(/\.00/, '')}</text>`);
+  }
+  for (const n of sizes) {
+    const xx = x(n).toFixed(1);
+    out.push(`<line x1="${xx}" x2="${xx}" y1="${m.top}" y2="${H - m.bottom}" stroke="#ddd"/>`);
+    out.push(`<text x="${xx}" y="${H - m.bottom + 18}" text-anchor="middle">${sizeLabel(n)}</text>`);
+  }
+  out.push(`<text x="${(m.left + W - m.right) / 2}" y="${H - 10}" text-anchor="middle">records in the log (N)</text>`);
+  out.push(`<text transform="translate(16 ${(m.top + H - m.bottom) / 2}) rotate(-90)" text-anchor="middle">latency per fetch</text>`);
+  out.push(`<rect x="${m.left}" y="${m.top}" width="${W - m.left - m.right}" height="${H - m.top - m.bottom}" fill="none" stroke="#888"/>`);
+  SERIES.forEach((s, i) => {
+    const pts = run.sizes.filter((r) => r.cases[s.id]).map((r) => [x(r.records), y(r.cases[s.id]!.medianMs)] as const);
+    if (pts.length === 0) return;
+    out.push(`<polyline fill="none" stroke="${s.color}" stroke-width="2.5" points="${pts.map(([a, b]) => `${a.toFixed(1)},${b.toFixed(1)}`).join(' ')}"/>`);
+    for (const [a, b] of pts) out.push(`<circle cx="${a.toFixed(1)}" cy="${b.toFixed(1)}" r="4" fill="${s.color}"/>`);
+    const ly = m.top + 14 + i * 22;
+    out.push(`<line x1="${W - m.right + 14}" x2="${W - m.right + 38}" y1="${ly}" y2="${ly}" stroke="${s.color}" stroke-width="2.5"/>`);
+    out.push(`<text x="${W - m.right + 44}" y="${ly}" dominant-baseline="middle">${s.label}</text>`);
+  });
+  out.push('</svg>');
+  return out.join('\n') + '\n';
+}

@@ -1,0 +1,76 @@
+/**
+ * The benchmark entry point (run from dist/bench after `npm run build`).
+ *
+ *   npm run bench      all sizes (1k, 10k, 100k, 1M); writes docs/benchmarks.md and its chart
+ *   npm run bench:ci   quick sizes (1k, 10k, 100k); exits 1 with one line per broken gate
+ *
+ * Options: --sizes 1000,100000  --cases cold,hot,...  --seed N  --budget MS (per case)  --no-write
+ */
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { CASES, runSize, type CaseId, type SizeResult } from './cases.js';
+import { REPO_ROOT } from './dataset.js';
+import { ciFailures, consoleTable, evaluateTargets, latencySvg, markdown, sizeLabel, targetsTable, type Run } from './report.js';
+
+const { values } = parseArgs({
+  options: {
+    ci: { type: 'boolean', default: false },
+    sizes: { type: 'string' },
+    cases: { type: 'string' },
+    seed: { type: 'string', default: '42' },
+    budget: { type: 'string' },
+    'no-write': { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+
+const ci = values.ci;
+const sizes = values.sizes?.split(',').map(Number) ?? (ci ? [1_000, 10_000, 100_000] : [1_000, 10_000, 100_000, 1_000_000]);
+const seed = Number(values.seed);
+const budgetMs = Number(values.budget ?? (ci ? 400 : 1_500));
+const only = values.cases === undefined ? undefined : new Set(values.cases.split(',') as CaseId[]);
+for (const id of only ?? []) if (!(id in CASES)) fail(`unknown case "${id}"; known: ${Object.keys(CASES).join(', ')}`);
+if (sizes.some((n) => !Number.isSafeInteger(n) || n <= 0)) fail(`--sizes must be positive integers, got ${values.sizes}`);
+
+const started = performance.now();
+const results: SizeResult[] = [];
+for (const records of sizes) {
+  console.error(`N = ${sizeLabel(records)}`);
+  results.push(
+    await runSize(records, {
+      seed,
+      budgetMs,
+      rounds: ci ? 3 : 4,
+      rebuildRuns: records >= 1_000_000 ? 3 : 5,
+      only,
+      log: (line) => console.error(line),
+    }),
+  );
+}
+
+const command = ci ? 'npm run bench:ci' : values.sizes || values.cases ? `node dist/bench/run.js ${process.argv.slice(2).join(' ')}` : 'npm run bench';
+const run: Run = { sizes: results, command, seed, date: new Date(), elapsedMs: performance.now() - started };
+const targets = evaluateTargets(run);
+console.log(`\n${consoleTable(run)}\n\n${targetsTable(targets)}\n`);
+
+const writeDocs = !ci && !values['no-write'] && values.sizes === undefined && values.cases === undefined;
+if (writeDocs) {
+  const svgFile = 'benchmarks-latency.svg';
+  writeFileSync(path.join(REPO_ROOT, 'docs', svgFile), latencySvg(run));
+  writeFileSync(path.join(REPO_ROOT, 'docs', 'benchmarks.md'), markdown(run, targets, svgFile));
+  console.log('wrote docs/benchmarks.md and docs/benchmarks-latency.svg');
+}
+
+if (ci) {
+  const failures = ciFailures(run);
+  for (const reason of failures) console.error(`bench:ci failed: ${reason}`);
+  if (failures.length > 0) process.exit(1);
+  console.log(`bench:ci passed (${((performance.now() - started) / 1000).toFixed(0)} s)`);
+}
+
+function fail(message: string): never {
+  console.error(`bench: ${message}`);
+  process.exit(2);
+}
