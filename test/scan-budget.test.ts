@@ -407,7 +407,7 @@ describe('the answer of a budgeted full scan', () => {
     );
     writeLog(dir, 'task-a', lines);
     const prefixBytes = (n: number) => lines.slice(0, n).join('').length;
-    const budgets = [
+    const budgets: { maxLines?: number; maxBytes?: number }[] = [
       ...[1, 1000, 1500, 2000, 3999, 4000].map((maxLines) => ({ maxLines })),
       ...[1 << 20, (1 << 20) + 1, prefixBytes(1700), prefixBytes(1700) - 1, prefixBytes(4000)].map((maxBytes) => ({ maxBytes })),
     ];
