@@ -207,26 +207,33 @@ export function indexOfState(state: TopState, stamp: LogStamp): LoadedIndex {
   return new LoadedIndex(headerOf(state, stamp), undefined, [], state.domains);
 }
 
-// Serialized domain lines by `top` array identity: a write re-serializes only the
-// domains its batch changed (tops are never mutated, only replaced).
-const serializedTops = new WeakMap<readonly ExperienceRecord[], string>();
+// Encoded domain lines by `top` array identity: a write re-encodes only the
+// domains its batch changed (tops are never mutated, only replaced), and the
+// checksum runs over the parts, so ~100 KB of unchanged lines cost one copy.
+const serializedTops = new WeakMap<readonly ExperienceRecord[], Buffer>();
 
 /** The bytes of an index for `state`, covering the log as `stamp` describes it. */
 export function serializeIndex(state: TopState, stamp: LogStamp): Buffer {
   const header = headerOf(state, stamp);
-  const parts = [JSON.stringify(header)];
+  const parts: Buffer[] = [Buffer.from(JSON.stringify(header) + '\n')];
   for (const { domain: name } of header.domains) {
     const top = state.domains.get(name)!.top;
     let line = serializedTops.get(top);
     if (line === undefined) {
-      line = JSON.stringify({ domain: name, top: top.length > state.k ? top.slice(0, state.k) : top });
+      line = Buffer.from(JSON.stringify({ domain: name, top: top.length > state.k ? top.slice(0, state.k) : top }) + '\n');
       serializedTops.set(top, line);
     }
     parts.push(line);
   }
-  const body = Buffer.from(parts.join('\n') + '\n');
-  const trailer = JSON.stringify({ crc32: crc32Hex(body), bytes: body.length });
-  return Buffer.concat([body, Buffer.from(trailer + '\n')]);
+  let crc = 0;
+  let bytes = 0;
+  for (const part of parts) {
+    crc = crc32(part, crc);
+    bytes += part.length;
+  }
+  const trailer = JSON.stringify({ crc32: (crc >>> 0).toString(16).padStart(8, '0'), bytes });
+  parts.push(Buffer.from(trailer + '\n'));
+  return Buffer.concat(parts);
 }
 
 /**
@@ -234,9 +241,11 @@ export function serializeIndex(state: TopState, stamp: LogStamp): Buffer {
  * temp names are unique per process, not across hosts or PID namespaces. No
  * fsync: after a power loss the index may be empty or old, which readers detect
  * (checksum, stamp) and pay for with a rescan, never with a wrong answer.
+ * Synchronous: the async form makes ten round trips through libuv's pool for
+ * ~100 KB, several times the cost of the whole write (docs/benchmarks.md).
  */
 export async function writeIndex(indexPath: string, state: TopState, stamp: LogStamp): Promise<void> {
-  await writeFileAtomic(indexPath, serializeIndex(state, stamp), { fsync: false });
+  writeFileAtomic.sync(indexPath, serializeIndex(state, stamp), { fsync: false });
 }
 
 function crc32Hex(bytes: Buffer): string {

@@ -3,7 +3,9 @@
  * are lines: a writer may be mid-append, and a half line read now would be
  * counted as malformed forever in the index we are about to write.
  */
+import { read, readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
+import { promisify } from 'node:util';
 
 /** What one fetch may still read, shared by every task it reads. Infinity = unlimited. */
 export interface ReadBudget {
@@ -13,6 +15,13 @@ export interface ReadBudget {
 
 export function unlimitedBudget(): ReadBudget {
   return { linesLeft: Infinity, bytesLeft: Infinity };
+}
+
+/** An open log: a FileHandle, or a descriptor (writers use one to skip async open and close). */
+export type LogFile = FileHandle | number;
+
+export function fdOf(file: LogFile): number {
+  return typeof file === 'number' ? file : file.fd;
 }
 
 export interface LineReadResult {
@@ -29,6 +38,7 @@ export interface LineReadResult {
 // whole file is never in memory (a 1M-record rebuild stays far under 200 MB).
 const CHUNK_BYTES = 1 << 20;
 const NEWLINE = 0x0a;
+const readAsync = promisify(read);
 
 /**
  * Call `onLine` for each complete, non-blank line in [from, to) of `file`, with
@@ -36,7 +46,7 @@ const NEWLINE = 0x0a;
  * after that observation are left for the next read. Charges `budget`.
  */
 export async function readLines(
-  file: FileHandle,
+  file: LogFile,
   from: number,
   to: number,
   onLine: (line: string) => void,
@@ -107,11 +117,18 @@ export async function readLines(
   return { end, bytesRead, linesRead, truncated };
 }
 
-async function readChunk(file: FileHandle, position: number, length: number): Promise<Buffer> {
+// A read shorter than a chunk (a tail, a small log, the end of a large one) is
+// synchronous: from the page cache it takes microseconds, where a round trip
+// through libuv's pool costs tens of them (docs/benchmarks.md). Whole chunks stay
+// asynchronous, so that a full scan reads ahead from disk while it parses.
+async function readChunk(file: LogFile, position: number, length: number): Promise<Buffer> {
   const buffer = Buffer.allocUnsafe(length);
   let filled = 0;
   while (filled < length) {
-    const { bytesRead } = await file.read(buffer, filled, length - filled, position + filled);
+    const bytesRead =
+      length < CHUNK_BYTES
+        ? readSync(fdOf(file), buffer, filled, length - filled, position + filled)
+        : (await readAsync(fdOf(file), buffer, filled, length - filled, position + filled)).bytesRead;
     if (bytesRead === 0) break;
     filled += bytesRead;
   }
@@ -126,7 +143,7 @@ function byteOffsetOfLine(data: Buffer, index: number): number {
 }
 
 /** Whether [from, to) of the file holds a "\n": is there another complete line a budget kept us from? */
-async function hasNewline(file: FileHandle, from: number, to: number): Promise<boolean> {
+async function hasNewline(file: LogFile, from: number, to: number): Promise<boolean> {
   for (let pos = from; pos < to; ) {
     const chunk = await readChunk(file, pos, Math.min(64 * 1024, to - pos));
     if (chunk.length === 0) return false;

@@ -4,7 +4,7 @@
  * log grew, and fall back to a full scan otherwise; every answer equals a plain
  * full scan of the logs on disk. See docs/index-format.md for the argument.
  */
-import { mkdirSync, readdirSync, statSync, type BigIntStats } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readSync, statSync, writeSync, type BigIntStats } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { errorCode, ExperienceStoreError, ioError } from './errors.js';
 import { decideFreshness, isRacy, stampOf, statKeyEquals, type Freshness, type LogStat } from './freshness.js';
@@ -18,7 +18,7 @@ import {
   writeIndex,
   type LoadedIndex,
 } from './index-file.js';
-import { unlimitedBudget, type ReadBudget } from './line-reader.js';
+import { fdOf, unlimitedBudget, type LogFile, type ReadBudget } from './line-reader.js';
 import { DEFAULT_LOCK_RETRY, tryWithTaskLock, withTaskLock, type LockRetry } from './lock.js';
 import { isValidTaskId, resolveStoreDirs, taskIdProblem, taskPaths, type TaskPaths } from './paths.js';
 import { normalizeInput, score, validateBatch, verifyStamp, type ExperienceInput, type ExperienceRecord } from './record.js';
@@ -142,19 +142,19 @@ export class ExperienceStore {
   // Order under the lock: catch the index up, append, write the index, unlock.
   // A crash between any two steps leaves an index that is stale, never wrong.
   async #append(paths: TaskPaths, payload: string): Promise<void> {
-    let file: FileHandle;
+    let fd: number;
     try {
-      file = await open(paths.log, 'a+');
+      fd = openSync(paths.log, 'a+');
     } catch (err) {
       throw ioError('open the log', paths.log, err);
     }
     try {
-      const before = await fstatLog(file);
+      const before = fstatLog(fd);
       // A crashed writer may have left a partial last line: terminate it, so it
       // becomes one malformed line instead of swallowing our first record.
-      const needsNewline = before.size > 0 && (await lastByte(file, before.size)) !== 0x0a;
+      const needsNewline = before.size > 0 && lastByte(fd, before.size) !== 0x0a;
       let base: CaughtUp | undefined;
-      if (this.useIndex) base = await this.#catchUp(paths, file, before).catch(() => undefined);
+      if (this.useIndex) base = await this.#catchUp(paths, fd, before).catch(() => undefined);
 
       // One write of the whole payload on an O_APPEND descriptor: concurrent
       // appenders (older writers that skip the lock) can never interleave inside it.
@@ -162,7 +162,7 @@ export class ExperienceStore {
       try {
         let written = 0;
         while (written < bytes.length) {
-          written += (await file.write(bytes, written, bytes.length - written)).bytesWritten;
+          written += writeSync(fd, bytes, written, bytes.length - written);
         }
       } catch (err) {
         throw ioError('append to the log', paths.log, err);
@@ -171,9 +171,9 @@ export class ExperienceStore {
       if (base !== undefined) {
         // Index = the caught-up state + the bytes since its end, read back as any
         // reader would read them (our records, and a terminated partial line).
-        const after = await fstatLog(file);
-        const tail = await scanLog(file, base.end, after.size, cloneState(base.state));
-        const stamp = stampOf(after, tail.end, fingerprintAt(file.fd, tail.end));
+        const after = fstatLog(fd);
+        const tail = await scanLog(fd, base.end, after.size, cloneState(base.state));
+        const stamp = stampOf(after, tail.end, fingerprintAt(fd, tail.end));
         const state = trimState(tail.state);
         this.#cache.set(paths.index, { log: after, checkedAtMs: 0, index: indexOfState(state, stamp) });
         // Best effort: a read-only directory or a full disk must not fail an append
@@ -181,7 +181,7 @@ export class ExperienceStore {
         await writeIndex(paths.index, state, stamp).catch(() => undefined);
       }
     } finally {
-      await file.close();
+      closeSync(fd);
     }
   }
 
@@ -301,7 +301,7 @@ export class ExperienceStore {
       throw ioError('open the log', paths.log, err);
     }
     try {
-      const opened = await fstatLog(file);
+      const opened = fstatLog(file.fd);
       const caught = await this.#bringUpToDate(file, opened, index, decideFreshness(index?.header.log, opened), {
         budget,
         query: { domain, limit },
@@ -335,7 +335,7 @@ export class ExperienceStore {
       throw ioError('open the log', paths.log, err);
     }
     try {
-      const { size } = await file.stat();
+      const { size } = fstatSync(file.fd);
       if (size === 0) return { top: [], truncated: false };
       const scan = await scanLog(file, 0, size, emptyState(limit), { budget, capFor: (d) => (d === domain ? limit : 0) });
       stats.fullScans++;
@@ -348,9 +348,9 @@ export class ExperienceStore {
   }
 
   /** The index state of the log as `log` describes it: from cache, index, tail or full scan. Under the lock. */
-  async #catchUp(paths: TaskPaths, file: FileHandle, log: LogStat): Promise<CaughtUp> {
+  async #catchUp(paths: TaskPaths, file: LogFile, log: LogStat): Promise<CaughtUp> {
     const cached = this.#cache.get(paths.index);
-    if (cached !== undefined && statKeyEquals(cached.log, log) && this.#confirmCached(cached, paths.log)) {
+    if (cached !== undefined && statKeyEquals(cached.log, log) && this.#confirmCached(cached, file)) {
       try {
         return { state: cached.index.toState(), end: cached.index.header.log.offset, truncated: false, how: 'index' };
       } catch {
@@ -367,7 +367,7 @@ export class ExperienceStore {
    * whole log. Any doubt (fingerprint, a bad domain line) costs a full scan.
    */
   async #bringUpToDate(
-    file: FileHandle,
+    file: LogFile,
     log: LogStat,
     index: LoadedIndex | undefined,
     decision: Freshness,
@@ -382,10 +382,10 @@ export class ExperienceStore {
     if (index !== undefined && !options.forceRescan) {
       try {
         const stamp = index.header.log;
-        if (decision.kind === 'fresh' && logMatchesStampAt(file.fd, stamp)) {
+        if (decision.kind === 'fresh' && logMatchesStampAt(fdOf(file), stamp)) {
           return { state: index.toState(), end: stamp.offset, truncated: false, how: 'index', bytesRead: 0, linesRead: 0 };
         }
-        if (decision.kind === 'tail' && fingerprintAt(file.fd, decision.from) === stamp.fingerprint) {
+        if (decision.kind === 'tail' && fingerprintAt(fdOf(file), decision.from) === stamp.fingerprint) {
           const scan = await scanLog(file, decision.from, log.size, cloneState(index.toState()), {
             budget: options.budget,
             capFor: capsFor(index.k),
@@ -423,10 +423,11 @@ export class ExperienceStore {
   }
 
   /** A cached index may answer without reading the log unless its stamp is racy; then check content. */
-  #confirmCached(cached: CachedIndex, logPath: string): boolean {
+  #confirmCached(cached: CachedIndex, log: string | LogFile): boolean {
     if (!isRacy(cached.log.mtimeNs, cached.checkedAtMs)) return true;
     const checkedAtMs = Date.now();
-    if (!logMatchesStamp(logPath, cached.index.header.log)) return false;
+    const stamp = cached.index.header.log;
+    if (!(typeof log === 'string' ? logMatchesStamp(log, stamp) : logMatchesStampAt(fdOf(log), stamp))) return false;
     cached.checkedAtMs = checkedAtMs;
     return true;
   }
@@ -441,7 +442,7 @@ export class ExperienceStore {
     }
     let scanned: { log: LogStat; end: number; state: TopState; fingerprint: string };
     try {
-      const log = await fstatLog(file);
+      const log = fstatLog(file.fd);
       let bytesDone = 0;
       const state = emptyState(this.indexTopK);
       const scan = await scanLog(file, 0, log.size, state, {
@@ -457,7 +458,7 @@ export class ExperienceStore {
     return withTaskLock(paths.lock, paths.taskId, this.lockRetry, async () => {
       const file = await open(paths.log, 'r');
       try {
-        const log = await fstatLog(file);
+        const log = fstatLog(file.fd);
         // Catch up with appends made while we scanned, exactly as a tail would.
         const stamp = stampOf(scanned.log, scanned.end, scanned.fingerprint);
         const index = indexOfState(scanned.state, stamp);
@@ -501,14 +502,15 @@ function statLog(logPath: string): LogStat | undefined {
   }
 }
 
-async function fstatLog(file: FileHandle): Promise<LogStat> {
-  return toLogStat(await file.stat({ bigint: true }));
+// Synchronous, as are the other small reads and writes under the lock: each is
+// microseconds, where a round trip through libuv's pool costs tens of them.
+function fstatLog(fd: number): LogStat {
+  return toLogStat(fstatSync(fd, { bigint: true }));
 }
 
-async function lastByte(file: FileHandle, size: number): Promise<number | undefined> {
+function lastByte(fd: number, size: number): number | undefined {
   const buffer = Buffer.alloc(1);
-  const { bytesRead } = await file.read(buffer, 0, 1, size - 1);
-  return bytesRead === 1 ? buffer[0] : undefined;
+  return readSync(fd, buffer, 0, 1, size - 1) === 1 ? buffer[0] : undefined;
 }
 
 function isDirectory(p: string): boolean {
