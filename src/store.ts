@@ -21,7 +21,7 @@ import {
 import { fdOf, unlimitedBudget, type LogFile, type ReadBudget } from './line-reader.js';
 import { DEFAULT_LOCK_RETRY, tryWithTaskLock, withTaskLock, type LockRetry } from './lock.js';
 import { isValidTaskId, resolveStoreDirs, taskIdProblem, taskPaths, type TaskPaths } from './paths.js';
-import { normalizeInput, score, validateBatch, verifyStamp, type ExperienceInput, type ExperienceRecord } from './record.js';
+import { cloneJson, normalizeInput, score, validateBatch, verifyStamp, type ExperienceInput, type ExperienceRecord } from './record.js';
 import { budgetForFetch, resolveScanBudget, type ScanBudget } from './scan-budget.js';
 import { scanLog } from './scan.js';
 import { cloneState, emptyState, mergeRanked, trimState, type TopState } from './top-k.js';
@@ -209,7 +209,7 @@ export class ExperienceStore {
     const ranked = mergeRanked(perTask, q.limit);
     const kept = q.minReward === undefined ? ranked : ranked.filter((r) => score(r) >= q.minReward!);
     // Callers own what they get: never hand out the cached objects themselves.
-    return { records: structuredClone(kept), truncated, stats };
+    return { records: cloneJson(kept), truncated, stats };
   }
 
   /**
@@ -293,16 +293,17 @@ export class ExperienceStore {
       decision = { kind: 'rescan', reason: 'fingerprint-mismatch' };
     }
 
-    let file: FileHandle;
+    // A descriptor, not a FileHandle: its async open and close were a third of a tail fetch.
+    let fd: number;
     try {
-      file = await open(paths.log, 'r');
+      fd = openSync(paths.log, 'r');
     } catch (err) {
       if (errorCode(err) === 'ENOENT') return { top: [], truncated: false };
       throw ioError('open the log', paths.log, err);
     }
     try {
-      const opened = fstatLog(file.fd);
-      const caught = await this.#bringUpToDate(file, opened, index, decideFreshness(index?.header.log, opened), {
+      const opened = fstatLog(fd);
+      const caught = await this.#bringUpToDate(fd, opened, index, decideFreshness(index?.header.log, opened), {
         budget,
         query: { domain, limit },
         forceRescan: decision.kind === 'rescan',
@@ -313,10 +314,10 @@ export class ExperienceStore {
       stats.linesRead += caught.linesRead;
       const top = caught.state.domains.get(domain)?.top ?? [];
       // Never persist or cache what a budget cut short: it is not a function of a log prefix.
-      if (!caught.truncated) await this.#heal(paths, file, opened, caught);
+      if (!caught.truncated) await this.#heal(paths, fd, opened, caught);
       return { top, truncated: caught.truncated };
     } finally {
-      await file.close();
+      closeSync(fd);
     }
   }
 
@@ -327,23 +328,23 @@ export class ExperienceStore {
     budget: ReadBudget,
     stats: FetchStats,
   ): Promise<{ top: readonly ExperienceRecord[]; truncated: boolean }> {
-    let file: FileHandle;
+    let fd: number;
     try {
-      file = await open(paths.log, 'r');
+      fd = openSync(paths.log, 'r');
     } catch (err) {
       if (errorCode(err) === 'ENOENT') return { top: [], truncated: false };
       throw ioError('open the log', paths.log, err);
     }
     try {
-      const { size } = fstatSync(file.fd);
+      const { size } = fstatSync(fd);
       if (size === 0) return { top: [], truncated: false };
-      const scan = await scanLog(file, 0, size, emptyState(limit), { budget, capFor: (d) => (d === domain ? limit : 0) });
+      const scan = await scanLog(fd, 0, size, emptyState(limit), { budget, capFor: (d) => (d === domain ? limit : 0) });
       stats.fullScans++;
       stats.bytesRead += scan.bytesRead;
       stats.linesRead += scan.linesRead;
       return { top: scan.state.domains.get(domain)?.top ?? [], truncated: scan.truncated };
     } finally {
-      await file.close();
+      closeSync(fd);
     }
   }
 
@@ -407,9 +408,9 @@ export class ExperienceStore {
    * Write back what a fetch learned, if the task's lock is free right now and
    * the log is still exactly what was read. Best effort: never fails the fetch.
    */
-  async #heal(paths: TaskPaths, file: FileHandle, log: LogStat, caught: CaughtUp): Promise<void> {
+  async #heal(paths: TaskPaths, fd: number, log: LogStat, caught: CaughtUp): Promise<void> {
     const state = trimState(caught.state);
-    const stamp = stampOf(log, caught.end, fingerprintAt(file.fd, caught.end));
+    const stamp = stampOf(log, caught.end, fingerprintAt(fd, caught.end));
     this.#cache.set(paths.index, { log, checkedAtMs: Date.now(), index: indexOfState(state, stamp) });
     if (caught.how === 'index') return;
     try {
