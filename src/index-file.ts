@@ -137,6 +137,9 @@ export class LoadedIndex {
       if (top[j]!.domain !== expected.domain) throw new InvalidIndexError(`line ${i + 2} holds another domain`);
       if (j > 0 && compareRecords(top[j - 1]!, top[j]!) > 0) throw new InvalidIndexError(`line ${i + 2} is not ranked`);
     }
+    // Checked and unchanged, the line can be written back as it is (see serializeIndex):
+    // a writer or a healing reader that loaded this index re-encodes only what it changed.
+    serializedTops.set(top, buffer.subarray(start, end));
     return top;
   }
 }
