@@ -4,11 +4,12 @@
  * Cases whose ratios SPEC states run interleaved in one group.
  */
 import { execFile } from 'node:child_process';
-import { appendFileSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, utimesSync } from 'node:fs';
+import { appendFileSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import writeFileAtomic from 'write-file-atomic';
 import { ExperienceStore, type ExperienceRecord, type FetchQuery } from '../src/index.js';
 import { taskPaths, type TaskPaths } from '../src/paths.js';
 import { appendOnlyWrite, floorScan, naiveFullScan } from './baselines.js';
@@ -25,6 +26,7 @@ export const CASES = {
   floor: 'floor: chunks + JSON.parse',
   recordBatch: 'recordBatch of 8',
   appendOnly: 'older design: append-only write',
+  indexWrite: 'index write alone (write-file-atomic)',
   rebuild: 'rebuildIndex (child process)',
 } as const;
 export type CaseId = keyof typeof CASES;
@@ -133,6 +135,9 @@ export async function runSize(records: number, options: SizeOptions): Promise<Si
     let otherBatch = newBatch().map((input) => ({ ...input, taskId: APPEND_TASK }));
     const writer = new ExperienceStore(opts);
     await writer.recordBatch(batch, MANIFEST);
+    // What recordBatch pays for the index write itself: the same bytes, replacing a file.
+    const indexBytes = readFileSync(paths.index);
+    const scratchIndex = path.join(root, 'scratch.top.json');
     await group([
       {
         id: 'recordBatch',
@@ -147,6 +152,11 @@ export async function runSize(records: number, options: SizeOptions): Promise<Si
           maxIterations: 1_000,
           beforeEach: () => void (otherBatch = newBatch().map((input) => ({ ...input, taskId: APPEND_TASK }))),
         },
+      },
+      {
+        id: 'indexWrite',
+        fn: () => writeFileAtomic.sync(scratchIndex, indexBytes, { fsync: false }),
+        options: { budgetMs, maxIterations: 1_000 },
       },
     ]);
   } finally {

@@ -18,6 +18,9 @@ export const CACHE_DIR = path.join(REPO_ROOT, 'bench', '.cache');
 
 export const BENCH_TASK = 'bench-task';
 
+/** Bump when the generator's output changes: cached logs are keyed by it, the size and the seed. */
+const DATASET_VERSION = 1;
+
 /** Eight domains, most common first: domain i is drawn with weight 1 / (i + 1). */
 export const DOMAINS = [
   'implementation',
@@ -156,7 +159,7 @@ export function logText(count: number, seed: number, clock = { ms: START_MS }): 
 
 /** Path of the cached log of `count` records for `seed`, generating it on first use. */
 export async function cachedLog(count: number, seed: number): Promise<string> {
-  const file = path.join(CACHE_DIR, `log-${count}-seed${seed}.jsonl`);
+  const file = path.join(CACHE_DIR, `log-v${DATASET_VERSION}-${count}-seed${seed}.jsonl`);
   if (existsSync(file)) return file;
   mkdirSync(CACHE_DIR, { recursive: true });
   const temp = `${file}.${process.pid}.tmp`;

@@ -15,13 +15,14 @@ export interface Run {
 }
 
 export interface Target {
+  id: 'cold' | 'hot' | 'flatCold' | 'flatHot' | 'flatBatch' | 'batchVsAppend' | 'tail' | 'scanVsFloor' | 'rebuildRss';
   name: string;
   measured: string;
   goal: string;
   met: boolean | undefined; // undefined: not measured in this run
 }
 
-const ORDER: CaseId[] = ['cold', 'hot', 'tail', 'tail1000', 'fullScan', 'naive', 'floor', 'recordBatch', 'appendOnly', 'rebuild'];
+const ORDER: CaseId[] = ['cold', 'hot', 'tail', 'tail1000', 'fullScan', 'naive', 'floor', 'recordBatch', 'appendOnly', 'indexWrite', 'rebuild'];
 
 export function sizeLabel(n: number): string {
   return n >= 1_000_000 ? `${n / 1_000_000}M` : n >= 1_000 ? `${n / 1_000}k` : String(n);
@@ -44,6 +45,7 @@ export function evaluateTargets(run: Run): Target[] {
   const speedup = (id: CaseId, goal: number): Target => {
     const r = ratio(median(s100k, 'fullScan'), median(s100k, id));
     return {
+      id: id === 'cold' ? 'cold' : 'hot',
       name: `${CASES[id]} vs full-scan fetch, 100k`,
       measured: `${fmtRatio(r)} faster (${formatMs(median(s100k, id))} vs ${formatMs(median(s100k, 'fullScan'))})`,
       goal: `>= ${goal}x`,
@@ -56,6 +58,7 @@ export function evaluateTargets(run: Run): Target[] {
     const r = ratio(median(largest, id), median(smallest, id));
     const span = `${sizeLabel(largest?.records ?? 0)} vs ${sizeLabel(smallest?.records ?? 0)}`;
     return {
+      id: id === 'cold' ? 'flatCold' : id === 'hot' ? 'flatHot' : 'flatBatch',
       name: `${CASES[id]} flat in N (${span})`,
       measured: `${fmtRatio(r)} (${formatMs(median(largest, id))} vs ${formatMs(median(smallest, id))})`,
       goal: s1m ? '<= 1.5x (1M vs 1k)' : '<= 1.5x (1M not run)',
@@ -67,6 +70,7 @@ export function evaluateTargets(run: Run): Target[] {
   const writeRatios = run.sizes.map((s) => ratio(median(s, 'recordBatch'), median(s, 'appendOnly')));
   const worstWrite = Math.max(...writeRatios);
   targets.push({
+    id: 'batchVsAppend',
     name: 'recordBatch vs append-only write, same run (worst N)',
     measured: run.sizes.map((s, i) => `${sizeLabel(s.records)}: ${fmtRatio(writeRatios[i]!)}`).join(', '),
     goal: '<= 2x',
@@ -75,13 +79,18 @@ export function evaluateTargets(run: Run): Target[] {
 
   const tailFlat = ratio(median(largest, 'tail'), median(smallest, 'tail'));
   const tailExact = run.sizes.every((s) => s.tailBytes.tail !== undefined);
-  const bytesRatio = ratio(largest?.tailBytes.tail1000 ?? NaN, largest?.tailBytes.tail ?? NaN);
-  const costRatio = ratio(median(largest, 'tail1000'), median(largest, 'tail'));
+  // cost = fixed + perByte * bytes, from the two append sizes at the largest N.
+  const bytes100 = largest?.tailBytes.tail ?? NaN;
+  const bytes1000 = largest?.tailBytes.tail1000 ?? NaN;
+  const perByteMs = (median(largest, 'tail1000') - median(largest, 'tail')) / (bytes1000 - bytes100);
+  const fixedMs = median(largest, 'tail') - perByteMs * bytes100;
   targets.push({
+    id: 'tail',
     name: 'tail cost follows appended bytes, not N',
     measured:
-      `100 appended: ${sizeLabel(largest?.records ?? 0)} vs ${sizeLabel(smallest?.records ?? 0)} = ${fmtRatio(tailFlat)}, ` +
-      `each fetch read exactly the appended bytes; 10x the bytes (${fmtRatio(bytesRatio)}) cost ${fmtRatio(costRatio)}`,
+      `100 appended: ${sizeLabel(largest?.records ?? 0)} vs ${sizeLabel(smallest?.records ?? 0)} = ${fmtRatio(tailFlat)}; ` +
+      `every fetch read exactly the appended bytes; at ${sizeLabel(largest?.records ?? 0)} a fetch costs ` +
+      `${formatMs(fixedMs)} + ${formatMs(perByteMs * 1024)} per appended KiB`,
     goal: 'flat in N (<= 1.5x), reads only the new bytes',
     met: s1m && tailExact && Number.isFinite(tailFlat) ? tailFlat <= 1.5 : undefined,
   });
@@ -89,6 +98,7 @@ export function evaluateTargets(run: Run): Target[] {
   const scanSizes = run.sizes.filter((s) => s.records >= 100_000);
   const throughputs = scanSizes.map((s) => ratio(median(s, 'floor'), median(s, 'fullScan')));
   targets.push({
+    id: 'scanVsFloor',
     name: 'full-scan throughput vs the floor',
     measured: scanSizes.map((s, i) => `${sizeLabel(s.records)}: ${(throughputs[i]! * 100).toFixed(0)}%`).join(', ') || 'n/a',
     goal: '>= 90%',
@@ -97,6 +107,7 @@ export function evaluateTargets(run: Run): Target[] {
 
   const rss = s1m?.rebuildMaxRssBytes;
   targets.push({
+    id: 'rebuildRss',
     name: 'rebuildIndex of 1M records, peak RSS',
     measured: rss === undefined ? 'n/a (1M not run)' : `${mb(rss)} (${formatMs(median(s1m, 'rebuild'))})`,
     goal: '< 200 MB',
@@ -112,13 +123,13 @@ export function ciFailures(run: Run): string[] {
   const s100k = at(100_000);
   const failures: string[] = [];
   const speedup = ratio(median(s100k, 'fullScan'), median(s100k, 'cold'));
-  if (!(speedup >= 100)) {
+  if (!Number.isFinite(speedup)) failures.push('cold indexed fetch and full scan at 100k were not measured');
+  else if (speedup < 100) {
     failures.push(`cold indexed fetch at 100k is only ${fmtRatio(speedup)} faster than the full scan (need >= 100x)`);
   }
   const growth = ratio(median(s100k, 'recordBatch'), median(s1k, 'recordBatch'));
-  if (!(growth <= 2)) {
-    failures.push(`recordBatch at 100k costs ${fmtRatio(growth)} its cost at 1k (need <= 2x)`);
-  }
+  if (!Number.isFinite(growth)) failures.push('recordBatch at 1k and 100k was not measured');
+  else if (growth > 2) failures.push(`recordBatch at 100k costs ${fmtRatio(growth)} its cost at 1k (need <= 2x)`);
   return failures;
 }
 
@@ -179,8 +190,8 @@ do not edit by hand. Rerun the same command to reproduce on your machine.
 
 ## Results
 
-Median latency per call, ± half the interquartile range (p75 − p25), one run, all cases
-interleaved with nothing else on purpose: the spread shows the noise of the machine too.
+Median latency per call, ± half the interquartile range (p75 − p25), from one run on a machine
+shared with other work: the spread shows its noise too.
 Fetches ask for the top 5 of the most common domain of one task (\`taskId\` given).
 
 ${head}
@@ -220,29 +231,99 @@ ${targetRows.join('\n')}
 - **floor**: synchronous 1 MiB reads, split lines, \`JSON.parse\` each, nothing else.
 - **recordBatch of 8**: one long-lived instance appends 8 fresh records per call (lock file, append,
   tail re-read, index write); the log grows as it runs.
-- **older design: append-only write**: validate, O_EXCL lock file, \`fs.promises.appendFile\`, unlock.
+- **older design: append-only write**: validate and normalize the batch, O_EXCL lock file (sync),
+  \`fs.promises.appendFile\`, unlock; on a copy of the log of its own.
+- **index write alone**: \`writeFileAtomic.sync\` of the index bytes over an existing file — the part
+  of recordBatch that the append-only write does not have.
 - **rebuildIndex**: in a child process (\`bench/rebuild-child.ts\`), time and peak RSS
   (\`process.resourceUsage().maxRSS\`) of a full rebuild; median of several runs, largest RSS.
 
 Iteration counts are sized per case from a pilot call (tinybench, \`bench/measure.ts\`): a few runs
-of a multi-second scan, thousands of a microsecond fetch.
+of a multi-second scan, thousands of a microsecond fetch. Cases whose ratios are targets run
+interleaved in rounds (cold, hot, full scan, readline, floor; the two tails; the three writes), so a
+burst of noise from other work on the machine lands on both sides of a ratio. Temp stores live in
+\`os.tmpdir()\`; \`TMPDIR=/dev/shm npm run bench\` measures on tmpfs instead.
+
+## Where the time goes
+
+Profiled with \`node --cpu-prof\` on the 100k log (the numbers are shares of each operation):
+
+- **Full scan** — \`JSON.parse\` ~70%, UTF-8 decoding of the chunks ~17%, splitting ~3%; ranking and
+  the record check ~2%. It does the floor's work and nothing else, hence ~100% of its throughput.
+- **Cold fetch** (~70 µs) — \`JSON.parse\` of the one domain line it answers from ~25%, CRC-32 of the
+  ~90 KB index ~13%, reading the index ~12%, the 4 KiB content check of the log ~10%, the header's
+  zod check ~6%, one \`stat\`, copying the answer.
+- **Hot fetch** (~6 µs) — one \`statSync\` of the log and a copy of the five records handed out.
+- **Tail fetch** — parsing the appended lines (the part proportional to the bytes), parsing the
+  index's domain lines to merge into, and the heal: writing the index back (write-file-atomic).
+- **recordBatch of 8** — the index write is half of it: \`writeFileAtomic.sync\` of ~90 KB costs more
+  than the whole append-only write (row "index write alone"). Of that, write-file-atomic installs and
+  removes signal-exit's handlers for ~20 signals on every call (~40 \`rt_sigaction\` calls, ~90 µs),
+  and on ext4 the rename over the previous index starts writeback of the new file (auto_da_alloc,
+  ~100 µs); chown, chmod and realpath add the rest. Validation, normalization and
+  \`JSON.stringify\` (shared with the baseline) are ~15%, the lock file ~10%, re-reading the appended
+  lines ~7%.
+
+## What was optimized
+
+Measured A/B (previous and new build alternating, same machine, same minute), 100k log:
+
+| change | before | after |
+|---|---:|---:|
+| recordBatch: synchronous open/fstat/write/tail read/close under the lock, \`writeFileAtomic.sync\` (the async form makes ~10 round trips through libuv's pool), index lines kept encoded, ids from a random pool | ~1.9 ms | ~0.8 ms |
+| tail fetch of 100 records: the same, plus the log opened as a descriptor | ~3.3 ms | ~1.9 ms |
+| hot fetch: a JSON copy of the answer instead of \`structuredClone\` | ~17 µs | ~6.4 µs |
+| cold fetch: index records checked with the hand-written guard (zod copied them) | ~88 µs | ~72 µs |
+| writers that loaded the index from disk reuse the checked bytes of unchanged domain lines | recordBatch from a new store ~1.7 ms, tail ~2.2 ms | ~1.4 ms, ~1.8 ms |
+
+Reads shorter than a 1 MiB chunk are synchronous on every path; whole chunks stay asynchronous so a
+full scan of a large log still reads ahead while it parses (from the page cache both forms measure
+the same).
+
+${openSection(targets)}
 `;
+}
+
+/** What is known about a target this run missed; every missed target is listed. */
+const WHY_MISSED: Partial<Record<Target['id'], string>> = {
+  batchVsAppend:
+    'The index write alone (row "index write alone") costs about as much as the whole append-only ' +
+    'write or more, and the SPEC requires write-file-atomic for it on every batch: even with everything ' +
+    'else in recordBatch free, the ratio stays near 2x or above. What would close the gap: keeping ' +
+    "signal-exit loaded for the life of the process (it is write-file-atomic's dependency, not ours, so " +
+    'that means declaring it), or stating the target against the older design\'s whole recordBatch ' +
+    "(~1.2 ms in SPEC's reference), which recordBatch is faster than.",
+};
+
+function openSection(targets: Target[]): string {
+  const missed = targets.filter((t) => t.met === false);
+  if (missed.length === 0) return '## Open\n\nEvery target measured in this run is met.\n';
+  const items = missed.map((t) => `- **${t.name}: not met** (${t.measured}; goal ${t.goal}). ${WHY_MISSED[t.id] ?? 'Not analysed yet.'}`);
+  return `## Open\n\n${items.join('\n')}\n`;
 }
 
 type Series = { id: CaseId; label: string; color: string; dash?: string };
 
 const SERIES: Series[] = [
-  { id: 'fullScan', label: 'full scan', color: '#d62728' },
+  { id: 'fullScan', label: 'full scan (no index)', color: '#d62728' },
   { id: 'tail', label: 'tail (100 appended)', color: '#ff7f0e' },
   { id: 'cold', label: 'cold index', color: '#1f77b4' },
   { id: 'hot', label: 'hot index', color: '#2ca02c' },
 ];
 
+/** "1 µs", "10 µs", ..., "10 s" for 10^e milliseconds. */
+function decadeLabel(e: number): string {
+  const units = ['ns', 'µs', 'ms', 's'];
+  const exp = e + 6; // in nanoseconds
+  const unit = Math.min(Math.max(Math.floor(exp / 3), 0), units.length - 1);
+  return `${10 ** (exp - unit * 3)} ${units[unit]}`;
+}
+
 /** A log-log chart of median fetch latency against N, hand-written SVG. */
 export function latencySvg(run: Run): string {
-  const W = 720;
+  const W = 780;
   const H = 440;
-  const m = { left: 70, right: 170, top: 40, bottom: 50 };
+  const m = { left: 92, right: 200, top: 40, bottom: 50 };
   const sizes = run.sizes.map((s) => s.records);
   const values = run.sizes.flatMap((s) => SERIES.map((x) => s.cases[x.id]?.medianMs).filter((v): v is number => v !== undefined));
   const xMin = Math.log10(Math.min(...sizes));
@@ -258,7 +339,7 @@ export function latencySvg(run: Run): string {
   for (let e = yMin; e <= yMax; e++) {
     const yy = y(10 ** e).toFixed(1);
     out.push(`<line x1="${m.left}" x2="${W - m.right}" y1="${yy}" y2="${yy}" stroke="#ddd"/>`);
-    out.push(`<text x="${m.left - 8}" y="${yy}" text-anchor="end" dominant-baseline="middle">${formatMs(10 ** e).replace(/\.00/, '')}</text>`);
+    out.push(`<text x="${m.left - 8}" y="${yy}" text-anchor="end" dominant-baseline="middle">${decadeLabel(e)}</text>`);
   }
   for (const n of sizes) {
     const xx = x(n).toFixed(1);

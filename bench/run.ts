@@ -65,8 +65,10 @@ if (writeDocs) {
 
 if (ci) {
   const failures = ciFailures(run);
-  for (const reason of failures) console.error(`bench:ci failed: ${reason}`);
-  if (failures.length > 0) process.exit(1);
+  if (failures.length > 0) {
+    console.error(`bench:ci failed: ${failures.join('; ')}`);
+    process.exit(1);
+  }
   console.log(`bench:ci passed (${((performance.now() - started) / 1000).toFixed(0)} s)`);
 }
 
