@@ -1,0 +1,134 @@
+/**
+ * Real writer processes for the crash and concurrency tests. The child script
+ * (writer-child.ts) is type-stripped into the test's directory and run by plain
+ * node (Node 20 runs no TypeScript); it loads the built package from dist/,
+ * which `ensureBuilt` compiles first when it is missing or older than src/.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import ts from 'typescript';
+import type { ChildConfig, OlderWriterConfig, StoreWriterConfig } from './writer-child.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const PACKAGE_ENTRY = path.join(ROOT, 'dist', 'src', 'index.js');
+
+export function ensureBuilt(): void {
+  if (newestMtimeMs(path.join(ROOT, 'src')) < mtimeMs(PACKAGE_ENTRY)) return;
+  execFileSync(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], {
+    cwd: ROOT,
+    stdio: 'inherit',
+  });
+}
+
+/** Write the child script, as JavaScript, into `dir`; returns its path. */
+export function writeChildScript(dir: string): string {
+  const source = readFileSync(path.join(ROOT, 'test', 'support', 'writer-child.ts'), 'utf8');
+  const { outputText } = ts.transpileModule(source, {
+    compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+  });
+  const script = path.join(dir, 'writer-child.mjs');
+  writeFileSync(script, outputText);
+  return script;
+}
+
+export interface Child {
+  process: ChildProcess;
+  /** Complete stdout lines so far (a line cut by a kill is not one). */
+  lines: string[];
+  /** Resolves once at least `n` lines were printed; rejects if the child exits first. */
+  waitForLines(n: number): Promise<void>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
+}
+
+const running = new Set<ChildProcess>();
+
+/** SIGKILL children still running (a failed test must not leave a writer behind). */
+export function killStrayChildren(): void {
+  for (const child of running) child.kill('SIGKILL');
+}
+
+export function spawnChild(script: string, config: ChildConfig): Child {
+  const child = spawn(process.execPath, [script, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  const lines: string[] = [];
+  let partial = '';
+  let stderr = '';
+  const waiters: Array<{ n: number; resolve: () => void; reject: (err: Error) => void }> = [];
+  const settle = () => {
+    for (const w of waiters.splice(0)) {
+      if (lines.length >= w.n) w.resolve();
+      else waiters.push(w);
+    }
+  };
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    const parts = (partial + chunk).split('\n');
+    partial = parts.pop()!;
+    lines.push(...parts);
+    settle();
+  });
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      running.delete(child);
+      for (const w of waiters.splice(0)) w.reject(new Error(`child exited (${code ?? signal}) before printing ${w.n} lines: ${stderr}`));
+      resolve({ code, signal, stderr });
+    });
+  });
+  return {
+    process: child,
+    lines,
+    exited,
+    waitForLines: (n) =>
+      new Promise<void>((resolve, reject) => {
+        waiters.push({ n, resolve, reject });
+        settle();
+      }),
+  };
+}
+
+/**
+ * Run store writers to completion, all starting their writes at once (after
+ * every process has started); returns the ids each acknowledged.
+ */
+export async function runStoreWriters(
+  script: string,
+  goFile: string,
+  configs: ReadonlyArray<Omit<StoreWriterConfig, 'mode' | 'entry' | 'goFile'>>,
+): Promise<string[][]> {
+  const children = configs.map((config) => spawnChild(script, { mode: 'store', entry: PACKAGE_ENTRY, goFile, ...config }));
+  await Promise.all(children.map((child) => child.waitForLines(1)));
+  writeFileSync(goFile, '');
+  return Promise.all(
+    children.map(async (child, i) => {
+      const { code, stderr } = await child.exited;
+      if (code !== 0) throw new Error(`writer ${configs[i]!.name} exited with ${code}: ${stderr}`);
+      return child.lines.slice(1); // after "ready"
+    }),
+  );
+}
+
+/** Start an older writer that holds the lock and a partial line until killed. */
+export async function startOlderWriter(script: string, config: Omit<OlderWriterConfig, 'mode'>): Promise<Child> {
+  const child = spawnChild(script, { mode: 'older-writer', ...config });
+  await child.waitForLines(1);
+  return child;
+}
+
+function mtimeMs(file: string): number {
+  try {
+    return statSync(file).mtimeMs;
+  } catch {
+    return -Infinity;
+  }
+}
+
+function newestMtimeMs(dir: string): number {
+  let newest = -Infinity;
+  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile() && entry.name.endsWith('.ts')) newest = Math.max(newest, mtimeMs(path.join(entry.parentPath, entry.name)));
+  }
+  return newest;
+}
