@@ -4,13 +4,15 @@
  * Cases whose ratios SPEC states run interleaved in one group.
  */
 import { execFile } from 'node:child_process';
-import { appendFileSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync } from 'node:fs';
+import { appendFileSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import writeFileAtomic from 'write-file-atomic';
 import { ExperienceStore, type ExperienceRecord, type FetchQuery } from '../src/index.js';
+import { RACY_WINDOW_MS } from '../src/freshness.js';
 import { taskPaths, type TaskPaths } from '../src/paths.js';
 import { appendOnlyWrite, floorScan, naiveFullScan } from './baselines.js';
 import { BENCH_TASK, cachedLog, DOMAINS, fileBytes, logText, makeInput, prng } from './dataset.js';
@@ -83,6 +85,7 @@ export async function runSize(records: number, options: SizeOptions): Promise<Si
     // Rebuild first: it measures the rebuild in a child process and leaves the index the fetches use.
     await rebuildInChild(result, opts, options, wanted('rebuild'), say);
     await checkPathsAgree(opts, paths.log, query);
+    await waitOutRacyWindow(paths.log);
 
     const hot = new ExperienceStore(opts);
     await hot.fetchTop(query);
@@ -165,16 +168,21 @@ export async function runSize(records: number, options: SizeOptions): Promise<Si
   return result;
 }
 
-/**
- * Copy the cached log into a task directory, last modified an hour ago: the
- * steady state a fetch sees. Within 2 s of a write the stamp is "racy" and a hot
- * fetch also reads 4 KiB of the log to confirm it (docs/index-format.md).
- */
+/** Copy the cached log into a task directory. */
 function copyLog(source: string, paths: TaskPaths): void {
   mkdirSync(paths.dir, { recursive: true });
   copyFileSync(source, paths.log);
-  const anHourAgo = new Date(Date.now() - 3_600_000);
-  utimesSync(paths.log, anHourAgo, anHourAgo);
+}
+
+/**
+ * Wait until the log's last change is RACY_WINDOW_MS old: the steady state a
+ * fetch sees. Until then its stamp is "racy" and a hot fetch also reads 4 KiB of
+ * the log to confirm it (docs/index-format.md, "The racy case").
+ */
+async function waitOutRacyWindow(log: string): Promise<void> {
+  const ctimeMs = statSync(log).ctimeMs;
+  const waitMs = ctimeMs + RACY_WINDOW_MS + 50 - Date.now();
+  if (waitMs > 0) await sleep(waitMs);
 }
 
 /** Rebuild `rebuildRuns` times, each in a fresh node process; the median time and the largest peak RSS. */

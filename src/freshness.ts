@@ -11,6 +11,8 @@ export interface LogStat {
   ino: bigint;
   size: number;
   mtimeNs: bigint;
+  /** Set by the kernel on every write and metadata change; unlike mtime, no one can set it back. */
+  ctimeNs: bigint;
 }
 
 export type RescanReason =
@@ -18,7 +20,7 @@ export type RescanReason =
   | 'invalid-index' // rule 1: unparsable, wrong version, bad checksum or schema
   | 'file-replaced' // rule 5: other dev or inode (rename over the log, restore from backup)
   | 'shrunk' // rule 5: shorter than the index's size (truncated)
-  | 'rewritten' // rule 5: same size, other mtime
+  | 'rewritten' // rule 5: same size, other mtime or ctime
   | 'fingerprint-mismatch' // rule 4/5: the bytes before offset are not the ones indexed
   | 'limit-exceeds-k'; // the query wants more than the index keeps of a larger domain
 
@@ -34,26 +36,30 @@ export function decideFreshness(stamp: LogStamp | undefined, log: LogStat | unde
   if (String(log.dev) !== stamp.dev || String(log.ino) !== stamp.ino) return { kind: 'rescan', reason: 'file-replaced' };
   if (log.size < stamp.size) return { kind: 'rescan', reason: 'shrunk' };
   if (log.size === stamp.size) {
-    return String(log.mtimeNs) === stamp.mtimeNs ? { kind: 'fresh' } : { kind: 'rescan', reason: 'rewritten' };
+    // ctime too: a rewrite that restores the mtime (touch -r, rsync -t) still moves it.
+    return String(log.mtimeNs) === stamp.mtimeNs && String(log.ctimeNs) === stamp.ctimeNs
+      ? { kind: 'fresh' }
+      : { kind: 'rescan', reason: 'rewritten' };
   }
   return { kind: 'tail', from: stamp.offset };
 }
 
 /**
- * File systems stamp mtimes with a coarse clock (a jiffy, or whole seconds on
- * some), so a change made within the same tick as the stamp leaves size and
- * mtime equal. A stamp observed less than this long after its mtime is "racy"
- * (as in git's racy-clean entries) and is confirmed by content before use.
+ * File systems stamp times with a coarse clock (a jiffy, or whole seconds on
+ * some), so a change made within the same tick as the stamp leaves size, mtime
+ * and ctime equal. A stamp observed less than this long after its ctime (the
+ * kernel's own time of the last change, which no one can set back) is "racy",
+ * as in git's racy-clean entries, and is confirmed by content before use.
  */
 export const RACY_WINDOW_MS = 2000;
 
-export function isRacy(mtimeNs: bigint | string, observedAtMs: number): boolean {
-  const mtimeMs = Number(BigInt(mtimeNs) / 1_000_000n);
-  return observedAtMs - mtimeMs < RACY_WINDOW_MS;
+export function isRacy(ctimeNs: bigint | string, observedAtMs: number): boolean {
+  const ctimeMs = Number(BigInt(ctimeNs) / 1_000_000n);
+  return observedAtMs - ctimeMs < RACY_WINDOW_MS;
 }
 
 export function statKeyEquals(a: LogStat, b: LogStat): boolean {
-  return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs;
+  return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
 }
 
 export function stampOf(log: LogStat, offset: number, fingerprint: string): LogStamp {
@@ -61,6 +67,7 @@ export function stampOf(log: LogStat, offset: number, fingerprint: string): LogS
     offset,
     size: log.size,
     mtimeNs: String(log.mtimeNs),
+    ctimeNs: String(log.ctimeNs),
     ino: String(log.ino),
     dev: String(log.dev),
     fingerprint,

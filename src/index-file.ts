@@ -29,6 +29,7 @@ export const LogStamp = z.object({
   offset: Count,
   size: Count,
   mtimeNs: DecimalString,
+  ctimeNs: DecimalString,
   ino: DecimalString,
   dev: DecimalString,
   fingerprint: z.string().regex(/^sha256:[0-9a-f]{64}$/),
@@ -226,7 +227,8 @@ export function serializeIndex(state: TopState, stamp: LogStamp): Buffer {
     const top = state.domains.get(name)!.top;
     let line = serializedTops.get(top);
     if (line === undefined) {
-      line = Buffer.from(JSON.stringify({ domain: name, top: top.length > state.k ? top.slice(0, state.k) : top }) + '\n');
+      const kept = top.length > state.k ? top.slice(0, state.k) : top;
+      line = Buffer.from(`{"domain":${JSON.stringify(name)},"top":[${kept.map(encodeRecord).join(',')}]}\n`);
       serializedTops.set(top, line);
     }
     parts.push(line);
@@ -252,6 +254,32 @@ export function serializeIndex(state: TopState, stamp: LogStamp): Buffer {
  */
 export async function writeIndex(indexPath: string, state: TopState, stamp: LogStamp): Promise<void> {
   writeFileAtomic.sync(indexPath, serializeIndex(state, stamp), { fsync: false });
+}
+
+/**
+ * A record as JSON that parses back to an equal value. JSON.stringify writes -0
+ * as 0, so a record whose log line held a literal -0 (JSON.stringify never
+ * writes one, but other writers may) would come back from the index unequal to
+ * a full scan's; such records take the slow path that keeps the sign.
+ */
+export function encodeRecord(record: ExperienceRecord): string {
+  if (!hasNegativeZero(record)) return JSON.stringify(record);
+  return JSON.stringify(record, (_key, value: unknown) => (Object.is(value, -0) ? NEGATIVE_ZERO : value)).replaceAll(
+    JSON.stringify(NEGATIVE_ZERO),
+    '-0',
+  );
+}
+
+// A placeholder no log line holds: a NUL and a random tag, fixed per process.
+const NEGATIVE_ZERO = `\u0000-0:${createHash('sha256').update(String(Math.random())).digest('hex').slice(0, 16)}`;
+
+function hasNegativeZero(value: unknown): boolean {
+  if (typeof value === 'number') return Object.is(value, -0);
+  if (typeof value !== 'object' || value === null) return false;
+  for (const item of Array.isArray(value) ? value : Object.values(value)) {
+    if (hasNegativeZero(item)) return true;
+  }
+  return false;
 }
 
 function crc32Hex(bytes: Buffer): string {

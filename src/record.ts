@@ -230,7 +230,7 @@ export function normalizeInput(input: z.output<typeof ExperienceInput>, options:
     id: newRecordId(options.now),
     runId: input.runId,
     taskId: input.taskId,
-    epoch: input.epoch === null || !Number.isFinite(input.epoch) ? null : input.epoch,
+    epoch: input.epoch === null || !Number.isFinite(input.epoch) ? null : input.epoch + 0,
     groupId: input.groupId,
     summary32: words.slice(0, options.maxSummaryWords).join(' '),
     reward: { gtScore: finiteOrZero(input.reward.gtScore), relativeRank: finiteOrZero(input.reward.relativeRank) },
@@ -247,8 +247,10 @@ export function normalizeInput(input: z.output<typeof ExperienceInput>, options:
   };
 }
 
+// `+ 0` turns -0 into 0: the log holds JSON, which writes -0 as 0, and the records
+// recordBatch returns must equal what a later fetch reads back.
 function finiteOrZero(n: number): number {
-  return Number.isFinite(n) ? n : 0;
+  return Number.isFinite(n) ? n + 0 : 0;
 }
 
 // Ids draw their random part from a pool: one randomBytes call per 1,024 ids,

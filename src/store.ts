@@ -21,7 +21,7 @@ import {
 import { fdOf, unlimitedBudget, type LogFile, type ReadBudget } from './line-reader.js';
 import { DEFAULT_LOCK_RETRY, tryWithTaskLock, withTaskLock, type LockRetry } from './lock.js';
 import { isValidTaskId, resolveStoreDirs, taskIdProblem, taskPaths, type TaskPaths } from './paths.js';
-import { cloneJson, normalizeInput, score, validateBatch, verifyStamp, type ExperienceInput, type ExperienceRecord } from './record.js';
+import { cloneJson, newRecordId, normalizeInput, score, validateBatch, verifyStamp, type ExperienceInput, type ExperienceRecord } from './record.js';
 import { budgetForFetch, resolveScanBudget, type ScanBudget } from './scan-budget.js';
 import { scanLog } from './scan.js';
 import { cloneState, emptyState, mergeRanked, trimState, type TopState } from './top-k.js';
@@ -128,6 +128,13 @@ export class ExperienceStore {
     }
     const now = this.#now();
     const records = valid.map((input) => normalizeInput(input, { maxSummaryWords: this.maxSummaryWords, now, manifestPath }));
+    // One batch shares a millisecond, so ids differ only in 24 random bits: redraw
+    // the rare collision (a 300-record batch would otherwise repeat an id 0.3% of the time).
+    const ids = new Set<string>();
+    for (const record of records) {
+      while (ids.has(record.id)) record.id = newRecordId(now);
+      ids.add(record.id);
+    }
     const paths = taskPaths(this.outDir, this.runsDir, records[0]!.taskId);
     try {
       mkdirSync(paths.dir, { recursive: true });
@@ -425,7 +432,7 @@ export class ExperienceStore {
 
   /** A cached index may answer without reading the log unless its stamp is racy; then check content. */
   #confirmCached(cached: CachedIndex, log: string | LogFile): boolean {
-    if (!isRacy(cached.log.mtimeNs, cached.checkedAtMs)) return true;
+    if (!isRacy(cached.log.ctimeNs, cached.checkedAtMs)) return true;
     const checkedAtMs = Date.now();
     const stamp = cached.index.header.log;
     if (!(typeof log === 'string' ? logMatchesStamp(log, stamp) : logMatchesStampAt(fdOf(log), stamp))) return false;
@@ -490,7 +497,7 @@ function topOrUndefined(index: LoadedIndex, domain: string): readonly Experience
 }
 
 function toLogStat(s: BigIntStats): LogStat {
-  return { dev: s.dev, ino: s.ino, size: Number(s.size), mtimeNs: s.mtimeNs };
+  return { dev: s.dev, ino: s.ino, size: Number(s.size), mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs };
 }
 
 /** A bigint stat of the log, or undefined when there is none (no log yet is an answer). */

@@ -4,7 +4,7 @@ import type { LogStamp } from '../src/index-file.js';
 
 const FINGERPRINT = `sha256:${'ab'.repeat(32)}`;
 // A log of 1000 bytes whose last 40 are an unterminated line: the index covers [0, 960).
-const LOG: LogStat = { dev: 2049n, ino: 2n ** 60n + 7n, size: 1000, mtimeNs: 1_714_557_600_123_456_789n };
+const LOG: LogStat = { dev: 2049n, ino: 2n ** 60n + 7n, size: 1000, mtimeNs: 1_714_557_600_123_456_789n, ctimeNs: 1_714_557_600_123_456_789n };
 const STAMP: LogStamp = stampOf(LOG, 960, FINGERPRINT);
 
 describe('decideFreshness (the decision table of docs/index-format.md, in order)', () => {
@@ -22,6 +22,7 @@ describe('decideFreshness (the decision table of docs/index-format.md, in order)
     ['5. truncated below the offset: full scan', STAMP, { ...LOG, size: 0 }, { kind: 'rescan', reason: 'shrunk' }],
     ['5. same size, other mtime (rewritten or touched): full scan', STAMP, { ...LOG, mtimeNs: LOG.mtimeNs + 1n }, { kind: 'rescan', reason: 'rewritten' }],
     ['5. same size, older mtime: full scan', STAMP, { ...LOG, mtimeNs: LOG.mtimeNs - 1_000_000_000n }, { kind: 'rescan', reason: 'rewritten' }],
+    ['5. same size and mtime, other ctime (rewritten, mtime set back): full scan', STAMP, { ...LOG, ctimeNs: LOG.ctimeNs + 5n }, { kind: 'rescan', reason: 'rewritten' }],
   ];
 
   it.each(rows)('%s', (_row, stamp, log, want) => {
@@ -45,6 +46,7 @@ describe('stampOf', () => {
       offset: 960,
       size: 1000,
       mtimeNs: '1714557600123456789',
+      ctimeNs: '1714557600123456789',
       ino: '1152921504606846983',
       dev: '2049',
       fingerprint: FINGERPRINT,
@@ -53,29 +55,30 @@ describe('stampOf', () => {
 });
 
 describe('statKeyEquals', () => {
-  it('is true only when dev, ino, size and mtime all match', () => {
+  it('is true only when dev, ino, size, mtime and ctime all match', () => {
     expect(statKeyEquals(LOG, { ...LOG })).toBe(true);
     expect(statKeyEquals(LOG, { ...LOG, dev: 1n })).toBe(false);
     expect(statKeyEquals(LOG, { ...LOG, ino: 1n })).toBe(false);
     expect(statKeyEquals(LOG, { ...LOG, size: 1 })).toBe(false);
     expect(statKeyEquals(LOG, { ...LOG, mtimeNs: 1n })).toBe(false);
+    expect(statKeyEquals(LOG, { ...LOG, ctimeNs: 1n })).toBe(false);
   });
 });
 
 describe('isRacy', () => {
-  const mtimeMs = Number(LOG.mtimeNs / 1_000_000n);
+  const ctimeMs = Number(LOG.ctimeNs / 1_000_000n);
 
-  it('is racy when observed within the window after the mtime, not after it', () => {
-    expect(isRacy(LOG.mtimeNs, mtimeMs)).toBe(true);
-    expect(isRacy(LOG.mtimeNs, mtimeMs + RACY_WINDOW_MS - 1)).toBe(true);
-    expect(isRacy(LOG.mtimeNs, mtimeMs + RACY_WINDOW_MS)).toBe(false);
+  it('is racy when observed within the window after the ctime, not after it', () => {
+    expect(isRacy(LOG.ctimeNs, ctimeMs)).toBe(true);
+    expect(isRacy(LOG.ctimeNs, ctimeMs + RACY_WINDOW_MS - 1)).toBe(true);
+    expect(isRacy(LOG.ctimeNs, ctimeMs + RACY_WINDOW_MS)).toBe(false);
   });
 
-  it('accepts the mtime as the string an index stores', () => {
-    expect(isRacy(String(LOG.mtimeNs), mtimeMs + 10)).toBe(true);
+  it('accepts the ctime as the string an index stores', () => {
+    expect(isRacy(String(LOG.ctimeNs), ctimeMs + 10)).toBe(true);
   });
 
-  it('treats an mtime in the future (clock skew) as racy', () => {
-    expect(isRacy(LOG.mtimeNs, mtimeMs - 60_000)).toBe(true);
+  it('treats a ctime in the future (clock skew) as racy', () => {
+    expect(isRacy(LOG.ctimeNs, ctimeMs - 60_000)).toBe(true);
   });
 });

@@ -23,6 +23,7 @@ const STAMP: LogStamp = {
   offset: 4870,
   size: 4960,
   mtimeNs: '1714557600123456789',
+  ctimeNs: '1714557600123456789',
   ino: '18446744073709551615', // above 2^53: must survive as a string
   dev: '2049',
   fingerprint: `sha256:${'0f'.repeat(32)}`,

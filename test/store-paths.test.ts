@@ -363,3 +363,63 @@ describe('fixtures through every path', () => {
     expect(await store.fetchTop({ domain: 'review', limit: -1 })).toEqual([]);
   });
 });
+
+describe('changes that stat alone could miss', () => {
+  test('notices a same-size rewrite whose mtime was set back, even long after the last write', async ({ dir }) => {
+    await seed(dir);
+    // Push the line we will change out of the 4 KiB the fingerprint covers:
+    // then neither the fingerprint nor size and mtime can tell the change, only ctime.
+    const filler = Array.from({ length: 20 }, (_, i) => makeInput({ runId: `filler-${i}`, domain: 'filler' }));
+    await storeIn(dir).recordBatch(filler, 'manifest.json');
+    const { log } = files(dir);
+    const anHourAgo = new Date(Date.now() - 3_600_000);
+    await utimes(log, anHourAgo, anHourAgo);
+    const store = storeIn(dir);
+    expect(runIds(await store.fetchTop(query))).toEqual(['run-4', 'run-3', 'run-2']);
+    const before = await stat(log, { bigint: true });
+
+    const text = await readFile(log, 'utf8');
+    await writeFile(log, text.replace('"gtScore":0.1,', '"gtScore":0.9,'));
+    await utimes(log, anHourAgo, anHourAgo);
+    const after = await stat(log, { bigint: true });
+    expect([after.size, after.mtimeNs]).toEqual([before.size, before.mtimeNs]);
+
+    const r = await store.fetchTopDetailed(query);
+    expect(r.stats.fullScans).toBe(1);
+    expect(runIds(r.records)).toEqual(['run-0', 'run-4', 'run-3']);
+    expect(runIds(await storeIn(dir).fetchTop(query))).toEqual(['run-0', 'run-4', 'run-3']);
+  });
+
+  test('a literal -0 in a log line comes back as -0 from the index, as from a full scan', async ({ dir }) => {
+    await seed(dir);
+    const { log } = files(dir);
+    const line = foreignLine(1).replace('"relativeRank":0', '"relativeRank":-0').replace('"epoch":null', '"epoch":-0');
+    await appendFile(log, line);
+    const want = await storeIn(dir, { useIndex: false }).fetchTop(query);
+    expect(Object.is(want[0]!.reward.relativeRank, -0)).toBe(true);
+
+    await storeIn(dir).fetchTop(query); // tail, then heal: the record is now in the index
+    const fromIndex = await storeIn(dir).fetchTopDetailed(query);
+    expect(fromIndex.stats.indexHits).toBe(1);
+    expect(fromIndex.records).toEqual(want);
+    expect(Object.is(fromIndex.records[0]!.reward.relativeRank, -0)).toBe(true);
+    expect(Object.is(fromIndex.records[0]!.epoch, -0)).toBe(true);
+  });
+
+  test('recordBatch writes -0 input as 0 and returns what the log holds', async ({ dir }) => {
+    const [written] = await storeIn(dir).recordBatch(
+      [makeInput({ epoch: -0, reward: { gtScore: -0, relativeRank: 0 } })],
+      'manifest.json',
+    );
+    const [read] = await storeIn(dir, { useIndex: false }).fetchTop(query);
+    expect(read).toEqual(written);
+    expect(Object.is(written!.reward.gtScore, 0)).toBe(true);
+    expect(Object.is(written!.epoch, 0)).toBe(true);
+  });
+
+  test('gives every record of a large batch its own id', async ({ dir }) => {
+    const inputs = Array.from({ length: 3000 }, (_, i) => makeInput({ runId: `run-${i}` }));
+    const records = await storeIn(dir, { now: () => new Date(1_800_000_000_000) }).recordBatch(inputs, 'manifest.json');
+    expect(new Set(records.map((r) => r.id)).size).toBe(3000);
+  });
+});

@@ -34,7 +34,7 @@ export async function openLog(logPath: string): Promise<FileHandle | undefined> 
 
 export async function statLog(file: FileHandle): Promise<LogStat> {
   const s = await file.stat({ bigint: true });
-  return { dev: s.dev, ino: s.ino, size: Number(s.size), mtimeNs: s.mtimeNs };
+  return { dev: s.dev, ino: s.ino, size: Number(s.size), mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs };
 }
 
 /**
