@@ -4,27 +4,31 @@
  * log grew, and fall back to a full scan otherwise; every answer equals a plain
  * full scan of the logs on disk. See docs/index-format.md for the argument.
  */
-import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readSync, statSync, writeSync, type BigIntStats } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { mkdirSync, readdirSync, statSync } from 'node:fs';
+import { catchUp, type CaughtUp } from './catch-up.js';
 import { errorCode, ExperienceStoreError, ioError } from './errors.js';
-import { decideFreshness, isRacy, stampOf, statKeyEquals, type Freshness, type LogStat } from './freshness.js';
-import {
-  fingerprintAt,
-  indexOfState,
-  InvalidIndexError,
-  logMatchesStamp,
-  logMatchesStampAt,
-  readIndex,
-  writeIndex,
-  type LoadedIndex,
-} from './index-file.js';
-import { fdOf, unlimitedBudget, type LogFile, type ReadBudget } from './line-reader.js';
+import { decideFreshness, stampOf, statKeyEquals, type LogStat } from './freshness.js';
+import { IndexCache } from './index-cache.js';
+import { fingerprintAt, indexOfState, InvalidIndexError, logMatchesStamp, readIndex, writeIndex, type LoadedIndex } from './index-file.js';
+import type { ReadBudget } from './line-reader.js';
 import { DEFAULT_LOCK_RETRY, tryWithTaskLock, withTaskLock, type LockRetry } from './lock.js';
-import { isValidTaskId, resolveStoreDirs, taskIdProblem, taskPaths, type TaskPaths } from './paths.js';
+import {
+  appendToLog,
+  endsWithNewline,
+  fstatLog,
+  openLogForAppending,
+  openLogForReading,
+  statLog,
+  withLog,
+} from './log-file.js';
+import { isValidTaskId, resolveStoreDirs, taskPaths, type TaskPaths } from './paths.js';
+import { checkQuery, checkTaskId, type FetchQuery } from './query.js';
 import { cloneJson, newRecordId, normalizeInput, score, validateBatch, verifyStamp, type ExperienceInput, type ExperienceRecord } from './record.js';
 import { budgetForFetch, resolveScanBudget, type ScanBudget } from './scan-budget.js';
 import { scanLog } from './scan.js';
 import { cloneState, emptyState, mergeRanked, trimState, type TopState } from './top-k.js';
+
+export type { FetchQuery } from './query.js';
 
 export interface ExperienceStoreOptions {
   outDir?: string;
@@ -35,13 +39,6 @@ export interface ExperienceStoreOptions {
   indexTopK?: number;
   useIndex?: boolean;
   scanBudget?: ScanBudget;
-}
-
-export interface FetchQuery {
-  domain: string;
-  limit: number;
-  minReward?: number;
-  taskId?: string;
 }
 
 export interface FetchStats {
@@ -71,22 +68,13 @@ export interface RebuildProgress {
   records: number;
 }
 
-/** An index this instance has parsed or built, and the log stat it describes. */
-interface CachedIndex {
-  log: LogStat;
-  /** When the log was last confirmed to match by content (see isRacy). */
-  checkedAtMs: number;
-  index: LoadedIndex;
-}
-
-/** A log prefix brought up to date: the state of [0, end) and how it was obtained. */
-interface CaughtUp {
-  state: TopState;
-  end: number;
+/** One task's part of an answer: its best records of the domain, before the cross-task merge. */
+interface TaskAnswer {
+  top: readonly ExperienceRecord[];
   truncated: boolean;
-  how: 'index' | 'tail' | 'full';
 }
 
+const NO_ANSWER: TaskAnswer = { top: [], truncated: false };
 const DEFAULT_TOP_K = 16;
 
 export class ExperienceStore {
@@ -98,7 +86,7 @@ export class ExperienceStore {
   readonly useIndex: boolean;
   readonly scanBudget: ScanBudget;
   readonly #now: () => Date;
-  readonly #cache = new Map<string, CachedIndex>();
+  readonly #cache = new IndexCache();
 
   constructor(options: ExperienceStoreOptions = {}) {
     const dirs = resolveStoreDirs(options);
@@ -142,54 +130,33 @@ export class ExperienceStore {
       throw ioError('create the task directory', paths.dir, err);
     }
     const payload = records.map((r) => JSON.stringify(r)).join('\n') + '\n';
-    await withTaskLock(paths.lock, paths.taskId, this.lockRetry, () => this.#append(paths, payload));
+    await withTaskLock(paths.lock, paths.taskId, this.lockRetry, () =>
+      withLog(openLogForAppending(paths.log), (fd) => this.#append(paths, fd, payload)),
+    );
     return records;
   }
 
   // Order under the lock: catch the index up, append, write the index, unlock.
   // A crash between any two steps leaves an index that is stale, never wrong.
-  async #append(paths: TaskPaths, payload: string): Promise<void> {
-    let fd: number;
-    try {
-      fd = openSync(paths.log, 'a+');
-    } catch (err) {
-      throw ioError('open the log', paths.log, err);
-    }
-    try {
-      const before = fstatLog(fd);
-      // A crashed writer may have left a partial last line: terminate it, so it
-      // becomes one malformed line instead of swallowing our first record.
-      const needsNewline = before.size > 0 && lastByte(fd, before.size) !== 0x0a;
-      let base: CaughtUp | undefined;
-      if (this.useIndex) base = await this.#catchUp(paths, fd, before).catch(() => undefined);
+  async #append(paths: TaskPaths, fd: number, payload: string): Promise<void> {
+    const before = fstatLog(fd);
+    // A crashed writer may have left a partial last line: terminate it, so it
+    // becomes one malformed line instead of swallowing our first record.
+    const bytes = Buffer.from(endsWithNewline(fd, before.size) ? payload : '\n' + payload);
+    const base = this.useIndex ? await this.#catchUpUnderLock(paths, fd, before).catch(() => undefined) : undefined;
+    appendToLog(fd, bytes, paths.log);
+    if (base === undefined) return;
 
-      // One write of the whole payload on an O_APPEND descriptor: concurrent
-      // appenders (older writers that skip the lock) can never interleave inside it.
-      const bytes = Buffer.from(needsNewline ? '\n' + payload : payload);
-      try {
-        let written = 0;
-        while (written < bytes.length) {
-          written += writeSync(fd, bytes, written, bytes.length - written);
-        }
-      } catch (err) {
-        throw ioError('append to the log', paths.log, err);
-      }
-
-      if (base !== undefined) {
-        // Index = the caught-up state + the bytes since its end, read back as any
-        // reader would read them (our records, and a terminated partial line).
-        const after = fstatLog(fd);
-        const tail = await scanLog(fd, base.end, after.size, cloneState(base.state));
-        const stamp = stampOf(after, tail.end, fingerprintAt(fd, tail.end));
-        const state = trimState(tail.state);
-        this.#cache.set(paths.index, { log: after, checkedAtMs: 0, index: indexOfState(state, stamp) });
-        // Best effort: a read-only directory or a full disk must not fail an append
-        // that already happened; readers catch up from the log.
-        await writeIndex(paths.index, state, stamp).catch(() => undefined);
-      }
-    } finally {
-      closeSync(fd);
-    }
+    // Index = the caught-up state + the bytes since its end, read back as any
+    // reader would read them (our records, and a terminated partial line).
+    const after = fstatLog(fd);
+    const tail = await scanLog(fd, base.end, after.size, cloneState(base.state));
+    const state = trimState(tail.state);
+    const stamp = stampOf(after, tail.end, fingerprintAt(fd, tail.end));
+    this.#cache.remember(paths.index, after, indexOfState(state, stamp), 0);
+    // Best effort: a read-only directory or a full disk must not fail an append
+    // that already happened; readers catch up from the log.
+    await writeIndex(paths.index, state, stamp).catch(() => undefined);
   }
 
   async fetchTop(query: FetchQuery): Promise<ExperienceRecord[]> {
@@ -202,14 +169,13 @@ export class ExperienceStore {
     if (q.domain === '' || !(q.limit > 0)) return { records: [], truncated: false, stats };
 
     const budget = budgetForFetch(this.scanBudget);
-    const taskIds = q.taskId !== undefined ? [q.taskId] : this.listTasks();
     const perTask: (readonly ExperienceRecord[])[] = [];
     let truncated = false;
-    for (const taskId of taskIds) {
+    for (const taskId of q.taskId !== undefined ? [q.taskId] : this.listTasks()) {
       const paths = taskPaths(this.outDir, this.runsDir, taskId);
       const answer = this.useIndex
         ? await this.#readTask(paths, q.domain, q.limit, budget, stats)
-        : await this.#scanTaskWithoutIndex(paths, q.domain, q.limit, budget, stats);
+        : await this.#scanTask(paths, q.domain, q.limit, budget, stats);
       truncated ||= answer.truncated;
       if (answer.top.length > 0) perTask.push(answer.top);
     }
@@ -229,11 +195,9 @@ export class ExperienceStore {
     options: { onProgress?: (progress: RebuildProgress) => void } = {},
   ): Promise<RebuildResult> {
     if (taskId !== undefined) checkTaskId('taskId', taskId);
-    const taskIds = taskId !== undefined ? [taskId] : this.listTasks();
     const result: RebuildResult = { tasks: 0, records: 0, malformed: 0 };
-    for (const id of taskIds) {
-      const paths = taskPaths(this.outDir, this.runsDir, id);
-      const state = await this.#rebuildTask(paths, options.onProgress);
+    for (const id of taskId !== undefined ? [taskId] : this.listTasks()) {
+      const state = await this.#rebuildTask(taskPaths(this.outDir, this.runsDir, id), options.onProgress);
       if (state === undefined) continue;
       result.tasks++;
       result.records += state.records;
@@ -259,24 +223,17 @@ export class ExperienceStore {
     return ids.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   }
 
-  async #readTask(
-    paths: TaskPaths,
-    domain: string,
-    limit: number,
-    budget: ReadBudget,
-    stats: FetchStats,
-  ): Promise<{ top: readonly ExperienceRecord[]; truncated: boolean }> {
+  /** One task's answer through the index: from memory, from the index file, a tail or a full scan. */
+  async #readTask(paths: TaskPaths, domain: string, limit: number, budget: ReadBudget, stats: FetchStats): Promise<TaskAnswer> {
     // Hot: the index this instance last parsed or built, if the log has not changed since.
-    const cached = this.#cache.get(paths.index);
-    if (cached !== undefined && cached.index.canAnswer(domain, limit)) {
+    if (this.#cache.peek(paths.index)?.canAnswer(domain, limit)) {
       const log = statLog(paths.log);
-      if (log === undefined) return { top: [], truncated: false };
-      if (statKeyEquals(log, cached.log) && this.#confirmCached(cached, paths.log)) {
-        const top = topOrUndefined(cached.index, domain);
-        if (top !== undefined) {
-          stats.indexHits++;
-          return { top, truncated: false };
-        }
+      if (log === undefined) return NO_ANSWER;
+      const cached = this.#cache.match(paths.index, log, paths.log);
+      const top = cached && topOrUndefined(cached, domain);
+      if (top !== undefined) {
+        stats.indexHits++;
+        return { top, truncated: false };
       }
     }
 
@@ -285,130 +242,70 @@ export class ExperienceStore {
     const read = readIndex(paths.index);
     const index = read.kind === 'ok' ? read.index : undefined;
     const log = statLog(paths.log);
-    let decision = decideFreshness(index?.header.log, log);
-    if (decision.kind === 'no-log') return { top: [], truncated: false };
-    if (index !== undefined && !index.canAnswer(domain, limit)) decision = { kind: 'rescan', reason: 'limit-exceeds-k' };
-    if (decision.kind === 'fresh' && index !== undefined) {
-      // Size and mtime say fresh; confirm by content (a same-size rewrite within
-      // one mtime tick is invisible to stat). Reads at most 4 KiB, not counted.
-      const top = logMatchesStamp(paths.log, index.header.log) ? topOrUndefined(index, domain) : undefined;
+    const decision = decideFreshness(index?.header.log, log);
+    if (decision.kind === 'no-log') return NO_ANSWER;
+    const canAnswer = index?.canAnswer(domain, limit) ?? false;
+    if (decision.kind === 'fresh' && canAnswer) {
+      // Size, mtime and ctime say fresh; confirm by content (a same-size rewrite
+      // within one clock tick is invisible to stat). Reads at most 4 KiB, not counted.
+      const top = logMatchesStamp(paths.log, index!.header.log) ? topOrUndefined(index!, domain) : undefined;
       if (top !== undefined) {
-        this.#cache.set(paths.index, { log: log!, checkedAtMs: Date.now(), index });
+        this.#cache.remember(paths.index, log!, index!, Date.now());
         stats.indexHits++;
         return { top, truncated: false };
       }
-      decision = { kind: 'rescan', reason: 'fingerprint-mismatch' };
     }
 
-    // A descriptor, not a FileHandle: its async open and close were a third of a tail fetch.
-    let fd: number;
-    try {
-      fd = openSync(paths.log, 'r');
-    } catch (err) {
-      if (errorCode(err) === 'ENOENT') return { top: [], truncated: false };
-      throw ioError('open the log', paths.log, err);
-    }
-    try {
+    const fd = openLogForReading(paths.log);
+    if (fd === undefined) return NO_ANSWER;
+    return withLog(fd, async () => {
       const opened = fstatLog(fd);
-      const caught = await this.#bringUpToDate(fd, opened, index, decideFreshness(index?.header.log, opened), {
+      const caught = await catchUp(fd, opened, index, decideFreshness(index?.header.log, opened), {
+        fullScanK: this.indexTopK,
         budget,
         query: { domain, limit },
-        forceRescan: decision.kind === 'rescan',
+        // The index could not answer from the stat above: do not let a second look use it.
+        forceRescan: !canAnswer || decision.kind === 'fresh' || decision.kind === 'rescan',
       });
       if (caught.how === 'tail') stats.tails++;
       if (caught.how === 'full') stats.fullScans++;
       stats.bytesRead += caught.bytesRead;
       stats.linesRead += caught.linesRead;
-      const top = caught.state.domains.get(domain)?.top ?? [];
       // Never persist or cache what a budget cut short: it is not a function of a log prefix.
       if (!caught.truncated) await this.#heal(paths, fd, opened, caught);
-      return { top, truncated: caught.truncated };
-    } finally {
-      closeSync(fd);
-    }
+      return { top: caught.state.domains.get(domain)?.top ?? [], truncated: caught.truncated };
+    });
   }
 
-  async #scanTaskWithoutIndex(
-    paths: TaskPaths,
-    domain: string,
-    limit: number,
-    budget: ReadBudget,
-    stats: FetchStats,
-  ): Promise<{ top: readonly ExperienceRecord[]; truncated: boolean }> {
-    let fd: number;
-    try {
-      fd = openSync(paths.log, 'r');
-    } catch (err) {
-      if (errorCode(err) === 'ENOENT') return { top: [], truncated: false };
-      throw ioError('open the log', paths.log, err);
-    }
-    try {
-      const { size } = fstatSync(fd);
-      if (size === 0) return { top: [], truncated: false };
+  /** One task's answer by a full scan that keeps only `limit` records of `domain` (useIndex: false). */
+  async #scanTask(paths: TaskPaths, domain: string, limit: number, budget: ReadBudget, stats: FetchStats): Promise<TaskAnswer> {
+    const fd = openLogForReading(paths.log);
+    if (fd === undefined) return NO_ANSWER;
+    return withLog(fd, async () => {
+      const { size } = fstatLog(fd);
+      if (size === 0) return NO_ANSWER;
       const scan = await scanLog(fd, 0, size, emptyState(limit), { budget, capFor: (d) => (d === domain ? limit : 0) });
       stats.fullScans++;
       stats.bytesRead += scan.bytesRead;
       stats.linesRead += scan.linesRead;
       return { top: scan.state.domains.get(domain)?.top ?? [], truncated: scan.truncated };
-    } finally {
-      closeSync(fd);
-    }
+    });
   }
 
-  /** The index state of the log as `log` describes it: from cache, index, tail or full scan. Under the lock. */
-  async #catchUp(paths: TaskPaths, file: LogFile, log: LogStat): Promise<CaughtUp> {
-    const cached = this.#cache.get(paths.index);
-    if (cached !== undefined && statKeyEquals(cached.log, log) && this.#confirmCached(cached, file)) {
+  /** The index state of the log as `log` describes it: from memory, the index file, a tail or a full scan. */
+  async #catchUpUnderLock(paths: TaskPaths, fd: number, log: LogStat): Promise<CaughtUp> {
+    const cached = this.#cache.match(paths.index, log, fd);
+    if (cached !== undefined) {
       try {
-        return { state: cached.index.toState(), end: cached.index.header.log.offset, truncated: false, how: 'index' };
-      } catch {
-        // fall through to the index on disk
-      }
-    }
-    const read = readIndex(paths.index);
-    const index = read.kind === 'ok' ? read.index : undefined;
-    return this.#bringUpToDate(file, log, index, decideFreshness(index?.header.log, log), {});
-  }
-
-  /**
-   * Apply a freshness decision: use the index as is, read its tail, or scan the
-   * whole log. Any doubt (fingerprint, a bad domain line) costs a full scan.
-   */
-  async #bringUpToDate(
-    file: LogFile,
-    log: LogStat,
-    index: LoadedIndex | undefined,
-    decision: Freshness,
-    options: { budget?: ReadBudget; query?: { domain: string; limit: number }; forceRescan?: boolean },
-  ): Promise<CaughtUp & { bytesRead: number; linesRead: number }> {
-    // A fetch keeps `limit` records of the domain it answers (the index keeps k);
-    // a persisted state is trimmed back to k.
-    const capsFor = (k: number) => {
-      const q = options.query;
-      return q === undefined ? undefined : (d: string) => (d === q.domain ? Math.max(q.limit, k) : k);
-    };
-    if (index !== undefined && !options.forceRescan) {
-      try {
-        const stamp = index.header.log;
-        if (decision.kind === 'fresh' && logMatchesStampAt(fdOf(file), stamp)) {
-          return { state: index.toState(), end: stamp.offset, truncated: false, how: 'index', bytesRead: 0, linesRead: 0 };
-        }
-        if (decision.kind === 'tail' && fingerprintAt(fdOf(file), decision.from) === stamp.fingerprint) {
-          const scan = await scanLog(file, decision.from, log.size, cloneState(index.toState()), {
-            budget: options.budget,
-            capFor: capsFor(index.k),
-          });
-          return { ...scan, how: 'tail' };
-        }
+        const state = cached.toState();
+        return { state, end: cached.header.log.offset, truncated: false, how: 'index', bytesRead: 0, linesRead: 0 };
       } catch (err) {
         if (!(err instanceof InvalidIndexError)) throw err;
       }
     }
-    const scan = await scanLog(file, 0, log.size, emptyState(this.indexTopK), {
-      budget: options.budget ?? unlimitedBudget(),
-      capFor: capsFor(this.indexTopK),
-    });
-    return { ...scan, how: 'full' };
+    const read = readIndex(paths.index);
+    const index = read.kind === 'ok' ? read.index : undefined;
+    return catchUp(fd, log, index, decideFreshness(index?.header.log, log), { fullScanK: this.indexTopK });
   }
 
   /**
@@ -418,7 +315,7 @@ export class ExperienceStore {
   async #heal(paths: TaskPaths, fd: number, log: LogStat, caught: CaughtUp): Promise<void> {
     const state = trimState(caught.state);
     const stamp = stampOf(log, caught.end, fingerprintAt(fd, caught.end));
-    this.#cache.set(paths.index, { log, checkedAtMs: Date.now(), index: indexOfState(state, stamp) });
+    this.#cache.remember(paths.index, log, indexOfState(state, stamp), Date.now());
     if (caught.how === 'index') return;
     try {
       await tryWithTaskLock(paths.lock, async () => {
@@ -430,59 +327,40 @@ export class ExperienceStore {
     }
   }
 
-  /** A cached index may answer without reading the log unless its stamp is racy; then check content. */
-  #confirmCached(cached: CachedIndex, log: string | LogFile): boolean {
-    if (!isRacy(cached.log.ctimeNs, cached.checkedAtMs)) return true;
-    const checkedAtMs = Date.now();
-    const stamp = cached.index.header.log;
-    if (!(typeof log === 'string' ? logMatchesStamp(log, stamp) : logMatchesStampAt(fdOf(log), stamp))) return false;
-    cached.checkedAtMs = checkedAtMs;
-    return true;
-  }
-
   async #rebuildTask(paths: TaskPaths, onProgress?: (p: RebuildProgress) => void): Promise<TopState | undefined> {
-    let file: FileHandle;
-    try {
-      file = await open(paths.log, 'r');
-    } catch (err) {
-      if (errorCode(err) === 'ENOENT') return undefined;
-      throw ioError('open the log', paths.log, err);
-    }
-    let scanned: { log: LogStat; end: number; state: TopState; fingerprint: string };
-    try {
-      const log = fstatLog(file.fd);
+    const fd = openLogForReading(paths.log);
+    if (fd === undefined) return undefined;
+    const scanned = await withLog(fd, async () => {
+      const log = fstatLog(fd);
       let bytesDone = 0;
       const state = emptyState(this.indexTopK);
-      const scan = await scanLog(file, 0, log.size, state, {
+      const scan = await scanLog(fd, 0, log.size, state, {
         onProgress: (n) => {
           bytesDone += n;
           onProgress?.({ taskId: paths.taskId, bytesDone, bytesTotal: log.size, records: state.records });
         },
       });
-      scanned = { log, end: scan.end, state, fingerprint: fingerprintAt(file.fd, scan.end) };
-    } finally {
-      await file.close();
-    }
+      return { state, stamp: stampOf(log, scan.end, fingerprintAt(fd, scan.end)) };
+    });
     return withTaskLock(paths.lock, paths.taskId, this.lockRetry, async () => {
-      const file = await open(paths.log, 'r');
-      try {
-        const log = fstatLog(file.fd);
+      const again = openLogForReading(paths.log);
+      if (again === undefined) return undefined;
+      return withLog(again, async () => {
         // Catch up with appends made while we scanned, exactly as a tail would.
-        const stamp = stampOf(scanned.log, scanned.end, scanned.fingerprint);
-        const index = indexOfState(scanned.state, stamp);
-        const caught = await this.#bringUpToDate(file, log, index, decideFreshness(stamp, log), {});
+        const log = fstatLog(again);
+        const caught = await catchUp(again, log, indexOfState(scanned.state, scanned.stamp), decideFreshness(scanned.stamp, log), {
+          fullScanK: this.indexTopK,
+        });
         const state = trimState(caught.state);
-        const finalStamp = stampOf(log, caught.end, fingerprintAt(file.fd, caught.end));
+        const stamp = stampOf(log, caught.end, fingerprintAt(again, caught.end));
         try {
-          await writeIndex(paths.index, state, finalStamp);
+          await writeIndex(paths.index, state, stamp);
         } catch (err) {
           throw ioError('write the index', paths.index, err);
         }
-        this.#cache.set(paths.index, { log, checkedAtMs: Date.now(), index: indexOfState(state, finalStamp) });
+        this.#cache.remember(paths.index, log, indexOfState(state, stamp), Date.now());
         return state;
-      } finally {
-        await file.close();
-      }
+      });
     });
   }
 }
@@ -494,31 +372,6 @@ function topOrUndefined(index: LoadedIndex, domain: string): readonly Experience
     if (err instanceof InvalidIndexError) return undefined;
     throw err;
   }
-}
-
-function toLogStat(s: BigIntStats): LogStat {
-  return { dev: s.dev, ino: s.ino, size: Number(s.size), mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs };
-}
-
-/** A bigint stat of the log, or undefined when there is none (no log yet is an answer). */
-function statLog(logPath: string): LogStat | undefined {
-  try {
-    return toLogStat(statSync(logPath, { bigint: true }));
-  } catch (err) {
-    if (errorCode(err) === 'ENOENT' || errorCode(err) === 'ENOTDIR') return undefined;
-    throw ioError('stat the log', logPath, err);
-  }
-}
-
-// Synchronous, as are the other small reads and writes under the lock: each is
-// microseconds, where a round trip through libuv's pool costs tens of them.
-function fstatLog(fd: number): LogStat {
-  return toLogStat(fstatSync(fd, { bigint: true }));
-}
-
-function lastByte(fd: number, size: number): number | undefined {
-  const buffer = Buffer.alloc(1);
-  return readSync(fd, buffer, 0, 1, size - 1) === 1 ? buffer[0] : undefined;
 }
 
 function isDirectory(p: string): boolean {
@@ -534,30 +387,4 @@ function positiveInteger(name: string, value: unknown): number {
     throw new ExperienceStoreError('EXP_INVALID_INPUT', `options.${name} must be a positive integer, got ${String(value)}`);
   }
   return value;
-}
-
-function checkTaskId(field: string, taskId: unknown): string {
-  if (typeof taskId !== 'string') throw new ExperienceStoreError('EXP_INVALID_INPUT', `${field} must be a string`);
-  const problem = taskIdProblem(taskId);
-  if (problem) throw new ExperienceStoreError('EXP_INVALID_INPUT', `${field} ${problem}`);
-  return taskId;
-}
-
-function checkQuery(query: FetchQuery): Required<Pick<FetchQuery, 'domain' | 'limit'>> & FetchQuery {
-  if (typeof query !== 'object' || query === null) {
-    throw new ExperienceStoreError('EXP_INVALID_INPUT', 'query must be an object { domain, limit, minReward?, taskId? }');
-  }
-  if (typeof query.domain !== 'string') throw new ExperienceStoreError('EXP_INVALID_INPUT', 'query.domain must be a string');
-  if (typeof query.limit !== 'number' || Number.isNaN(query.limit)) {
-    throw new ExperienceStoreError('EXP_INVALID_INPUT', `query.limit must be a number, got ${String(query.limit)}`);
-  }
-  if (query.minReward !== undefined && (typeof query.minReward !== 'number' || Number.isNaN(query.minReward))) {
-    throw new ExperienceStoreError('EXP_INVALID_INPUT', `query.minReward must be a number, got ${String(query.minReward)}`);
-  }
-  return {
-    domain: query.domain.trim(),
-    limit: Math.floor(query.limit),
-    minReward: query.minReward,
-    taskId: query.taskId === undefined ? undefined : checkTaskId('query.taskId', query.taskId),
-  };
 }
