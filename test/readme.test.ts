@@ -7,14 +7,13 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { beforeAll, expect } from 'vitest';
+import { ensureBuilt, PACKAGE_ENTRY, ROOT } from './support/build.js';
 import { test } from './support/temp-dir.js';
 
-const root = path.resolve(import.meta.dirname, '..');
-const entry = path.join(root, 'dist/src/index.js');
+const root = ROOT;
+const entry = PACKAGE_ENTRY;
 
-beforeAll(() => {
-  if (!existsSync(entry)) execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'ignore' });
-});
+beforeAll(() => ensureBuilt(), 120_000);
 
 function libraryExample(): string {
   const readme = readFileSync(path.join(root, 'README.md'), 'utf8');

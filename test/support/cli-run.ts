@@ -4,26 +4,15 @@
  * first when dist/ is missing or older than a source file (`npm test` builds
  * before the run; `npx vitest run test/cli.test.ts` may not have).
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { spawn } from 'node:child_process';
+import { BIN, ROOT } from './build.js';
 
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const BIN = path.join(ROOT, 'dist', 'src', 'cli', 'bin.js');
+export { BIN, ensureBuilt, ROOT } from './build.js';
 
 export interface CliResult {
   code: number | null;
   stdout: string;
   stderr: string;
-}
-
-export function ensureBuilt(): void {
-  if (newestMtimeMs(path.join(ROOT, 'src')) < mtimeMs(BIN)) return;
-  execFileSync(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], {
-    cwd: ROOT,
-    stdio: 'inherit',
-  });
 }
 
 /**
@@ -45,20 +34,4 @@ export function runCli(args: readonly string[], options: { cwd?: string; env?: N
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
-}
-
-function mtimeMs(file: string): number {
-  try {
-    return statSync(file).mtimeMs;
-  } catch {
-    return -Infinity;
-  }
-}
-
-function newestMtimeMs(dir: string): number {
-  let newest = -Infinity;
-  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (entry.isFile() && entry.name.endsWith('.ts')) newest = Math.max(newest, mtimeMs(path.join(entry.parentPath, entry.name)));
-  }
-  return newest;
 }

@@ -4,23 +4,15 @@
  * node (Node 20 runs no TypeScript); it loads the built package from dist/,
  * which `ensureBuilt` compiles first when it is missing or older than src/.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import type { ChildConfig, OlderWriterConfig, StoreWriterConfig } from './writer-child.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const PACKAGE_ENTRY = path.join(ROOT, 'dist', 'src', 'index.js');
+import { PACKAGE_ENTRY, ROOT } from './build.js';
 
-export function ensureBuilt(): void {
-  if (newestMtimeMs(path.join(ROOT, 'src')) < mtimeMs(PACKAGE_ENTRY)) return;
-  execFileSync(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], {
-    cwd: ROOT,
-    stdio: 'inherit',
-  });
-}
+export { ensureBuilt, PACKAGE_ENTRY } from './build.js';
 
 /** Write the child script, as JavaScript, into `dir`; returns its path. */
 export function writeChildScript(dir: string): string {
@@ -115,20 +107,4 @@ export async function startOlderWriter(script: string, config: Omit<OlderWriterC
   const child = spawnChild(script, { mode: 'older-writer', ...config });
   await child.waitForLines(1);
   return child;
-}
-
-function mtimeMs(file: string): number {
-  try {
-    return statSync(file).mtimeMs;
-  } catch {
-    return -Infinity;
-  }
-}
-
-function newestMtimeMs(dir: string): number {
-  let newest = -Infinity;
-  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (entry.isFile() && entry.name.endsWith('.ts')) newest = Math.max(newest, mtimeMs(path.join(entry.parentPath, entry.name)));
-  }
-  return newest;
 }
