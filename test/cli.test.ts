@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect } from 'vitest';
@@ -5,7 +6,7 @@ import { main } from '../src/cli/main.js';
 import type { CliIo } from '../src/cli/io.js';
 import { ExperienceStore, type ExperienceRecord } from '../src/index.js';
 import { formatExperienceInjections } from '../src/prompt-pack.js';
-import { ensureBuilt, ROOT, runCli, type CliResult } from './support/cli-run.js';
+import { BIN, ensureBuilt, ROOT, runCli, type CliResult } from './support/cli-run.js';
 import { appendLines, domainLine, editIndex, makeSampleStore, sha256 } from './support/cli-store.js';
 import { makeInput } from './support/inputs.js';
 import { test } from './support/temp-dir.js';
@@ -404,5 +405,24 @@ describe('top', () => {
     const result = await runCli(['top', '--domain', 'no-such-domain', '--out', s.outDir]);
     expect(result).toEqual({ code: 0, stdout: '', stderr: '' });
     expect(parseJson<unknown[]>(await runCli(['top', '--json', '--domain', 'x', '--out', s.outDir]))).toEqual([]);
+  });
+});
+
+describe('output into a pipe closed early', () => {
+  test('exits 0 with no stack trace when the reader stops after the first line (| head -1)', async ({ dir }) => {
+    const out = path.join(dir, 'out');
+    await new ExperienceStore({ outDir: out, runsDir: path.join(dir, 'runs') }).recordBatch(
+      Array.from({ length: 2000 }, (_, i) => makeInput({ runId: `run-${i}`, summary: `a longer summary for line ${i} `.repeat(4) })),
+      'manifest.json',
+    );
+    const child = spawn(process.execPath, [BIN, 'top', '--out', out, '--domain', 'implementation', '--limit', '2000'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    child.stdout.once('data', () => child.stdout.destroy());
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
   });
 });
