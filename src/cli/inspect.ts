@@ -6,7 +6,6 @@
  * unless it was truncated or replaced).
  */
 import { readdirSync } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
 import { errorCode, ioError } from '../errors.js';
 import { decideFreshness, type LogStat, type RescanReason } from '../freshness.js';
 import { fingerprintAt, InvalidIndexError, logMatchesStampAt, type IndexReadResult, type LoadedIndex } from '../index-file.js';
@@ -22,28 +21,13 @@ export type IndexState =
   | { kind: 'stale'; bytes: number } // the log grew past the offset: a fetch reads those bytes
   | { kind: 'stale-replaced'; reason: RescanReason }; // truncated, replaced or rewritten: a fetch rescans
 
-/** Open a log for reading; undefined when there is none (no log yet is an answer). */
-export async function openLog(logPath: string): Promise<FileHandle | undefined> {
-  try {
-    return await open(logPath, 'r');
-  } catch (err) {
-    if (errorCode(err) === 'ENOENT') return undefined;
-    throw ioError('open the log', logPath, err);
-  }
-}
-
-export async function statLog(file: FileHandle): Promise<LogStat> {
-  const s = await file.stat({ bigint: true });
-  return { dev: s.dev, ino: s.ino, size: Number(s.size), mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs };
-}
-
 /**
  * Where the index stands against the open log, by the store's own decision
  * table; "fresh" and "stale" also need the fingerprint of the covered prefix to
  * match, exactly as a fetch checks before it trusts the index.
  */
-export function indexStateOf(read: IndexReadResult, file: FileHandle | undefined, log: LogStat | undefined): IndexState {
-  if (file === undefined || log === undefined) {
+export function indexStateOf(read: IndexReadResult, fd: number | undefined, log: LogStat | undefined): IndexState {
+  if (fd === undefined || log === undefined) {
     return read.kind === 'missing' ? { kind: 'missing' } : { kind: 'no-log', index: read.kind === 'ok' ? 'present' : 'invalid' };
   }
   if (read.kind === 'missing') return { kind: 'missing' };
@@ -51,8 +35,8 @@ export function indexStateOf(read: IndexReadResult, file: FileHandle | undefined
   const stamp = read.index.header.log;
   const decision = decideFreshness(stamp, log);
   try {
-    if (decision.kind === 'fresh' && logMatchesStampAt(file.fd, stamp)) return { kind: 'fresh' };
-    if (decision.kind === 'tail' && fingerprintAt(file.fd, stamp.offset) === stamp.fingerprint) {
+    if (decision.kind === 'fresh' && logMatchesStampAt(fd, stamp)) return { kind: 'fresh' };
+    if (decision.kind === 'tail' && fingerprintAt(fd, stamp.offset) === stamp.fingerprint) {
       return { kind: 'stale', bytes: log.size - stamp.offset };
     }
   } catch (err) {
@@ -100,9 +84,9 @@ export function indexStateJson(state: IndexState, index: LoadedIndex | undefined
  * Every record of [0, to) counted, keeping the best `k` of each domain (k = 0:
  * counts only). Streamed in chunks: a log of any size costs the same memory.
  */
-export async function scanPrefix(file: FileHandle, to: number, k: number): Promise<{ state: TopState; end: number }> {
+export async function scanPrefix(fd: number, to: number, k: number): Promise<{ state: TopState; end: number }> {
   const state = emptyState(k);
-  const scan = await scanLog(file, 0, to, state, { capFor: () => k });
+  const scan = await scanLog(fd, 0, to, state, { capFor: () => k });
   return { state: scan.state, end: scan.end };
 }
 

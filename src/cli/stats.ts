@@ -2,10 +2,12 @@
  * `experience-store stats`: per task, what the log holds (by a streamed full
  * scan, never the whole file in memory) and where its index stands.
  */
+import { closeSync } from 'node:fs';
 import { readIndex } from '../index-file.js';
+import { fstatLog, openLogForReading } from '../log-file.js';
 import { taskPaths } from '../paths.js';
 import type { CommandContext, CommandSpec } from './context.js';
-import { describeIndexState, indexStateJson, indexStateOf, openLog, scanPrefix, statLog, strayTempFiles } from './inspect.js';
+import { describeIndexState, indexStateJson, indexStateOf, scanPrefix, strayTempFiles } from './inspect.js';
 import { formatCount, renderTable, writeJson, writeLines } from './io.js';
 
 export interface TaskStats {
@@ -66,11 +68,11 @@ async function runStats(ctx: CommandContext): Promise<number> {
 async function statsOf(ctx: CommandContext, taskId: string): Promise<TaskStats & { indexText: string }> {
   const paths = taskPaths(ctx.outDir, ctx.runsDir, taskId);
   const read = readIndex(paths.index);
-  const file = await openLog(paths.log);
+  const fd = openLogForReading(paths.log);
   try {
-    const log = file === undefined ? undefined : await statLog(file);
-    const state = indexStateOf(read, file, log);
-    const scanned = file === undefined || log === undefined ? undefined : await scanPrefix(file, log.size, 0);
+    const log = fd === undefined ? undefined : fstatLog(fd);
+    const state = indexStateOf(read, fd, log);
+    const scanned = fd === undefined || log === undefined ? undefined : await scanPrefix(fd, log.size, 0);
     const domains = [...(scanned?.state.domains.entries() ?? [])]
       .map(([domain, d]) => ({ domain, count: d.count }))
       .sort((a, b) => (a.domain < b.domain ? -1 : a.domain > b.domain ? 1 : 0));
@@ -85,6 +87,6 @@ async function statsOf(ctx: CommandContext, taskId: string): Promise<TaskStats &
       indexText: describeIndexState(state),
     };
   } finally {
-    await file?.close();
+    if (fd !== undefined) closeSync(fd);
   }
 }

@@ -5,8 +5,10 @@
  * missing one, or one whose log was truncated or replaced (the store rescans),
  * is reported, not failed. `--fix` rebuilds exactly the failing tasks.
  */
+import { closeSync } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
 import { InvalidIndexError, readIndex, type LoadedIndex } from '../index-file.js';
+import { fstatLog, openLogForReading } from '../log-file.js';
 import { taskPaths } from '../paths.js';
 import type { ExperienceRecord } from '../record.js';
 import type { TopState } from '../top-k.js';
@@ -16,9 +18,7 @@ import {
   indexStateJson,
   indexStateOf,
   isComparable,
-  openLog,
   scanPrefix,
-  statLog,
   type IndexState,
 } from './inspect.js';
 import { formatCount, OperationError, PROGRAM, writeJson, writeLines } from './io.js';
@@ -97,16 +97,16 @@ async function verifyTask(ctx: CommandContext, taskId: string): Promise<Verdict>
   const paths = taskPaths(ctx.outDir, ctx.runsDir, taskId);
   const read = readIndex(paths.index);
   const index = read.kind === 'ok' ? read.index : undefined;
-  const file = await openLog(paths.log);
+  const fd = openLogForReading(paths.log);
   try {
-    const log = file === undefined ? undefined : await statLog(file);
-    const state = indexStateOf(read, file, log);
+    const log = fd === undefined ? undefined : fstatLog(fd);
+    const state = indexStateOf(read, fd, log);
     if (state.kind === 'invalid') return { taskId, state, index, problems: [{ message: `index invalid: ${state.reason}` }] };
-    if (!isComparable(state) || index === undefined || file === undefined) return { taskId, state, index, problems: [] };
-    const scanned = await scanPrefix(file, index.header.log.offset, index.k);
+    if (!isComparable(state) || index === undefined || fd === undefined) return { taskId, state, index, problems: [] };
+    const scanned = await scanPrefix(fd, index.header.log.offset, index.k);
     return { taskId, state, index, problems: compareIndex(index, scanned.state, scanned.end) };
   } finally {
-    await file?.close();
+    if (fd !== undefined) closeSync(fd);
   }
 }
 
