@@ -38,22 +38,11 @@ export async function withTaskLock<T>(
   fn: () => Promise<T>,
 ): Promise<T> {
   const previous = queues.get(lockPath);
-  let done!: () => void;
-  const mine = new Promise<void>((resolve) => (done = resolve));
-  const tail = previous ? previous.then(() => mine) : mine;
-  queues.set(lockPath, tail);
-  try {
+  return inQueue(lockPath, previous, async () => {
     if (previous) await previous;
-    const token = await acquireLockFile(lockPath, taskId, retry);
-    try {
-      return await fn();
-    } finally {
-      releaseLockFile(lockPath, token);
-    }
-  } finally {
-    done();
-    if (queues.get(lockPath) === tail) queues.delete(lockPath);
-  }
+    // acquireLockFile returns a token or throws, so fn always runs here.
+    return (await holdingLockFile(lockPath, await acquireLockFile(lockPath, taskId, retry), fn)) as T;
+  });
 }
 
 /**
@@ -63,20 +52,30 @@ export async function withTaskLock<T>(
  */
 export async function tryWithTaskLock<T>(lockPath: string, fn: () => Promise<T>): Promise<T | undefined> {
   if (queues.has(lockPath)) return undefined;
+  return inQueue(lockPath, undefined, () => holdingLockFile(lockPath, tryCreateLockFile(lockPath), fn));
+}
+
+/** Become the tail of the lock path's queue (after `previous`) while `fn` runs. */
+async function inQueue<T>(lockPath: string, previous: Promise<void> | undefined, fn: () => Promise<T>): Promise<T> {
   let done!: () => void;
   const mine = new Promise<void>((resolve) => (done = resolve));
-  queues.set(lockPath, mine);
+  const tail = previous ? previous.then(() => mine) : mine;
+  queues.set(lockPath, tail);
   try {
-    const token = tryCreateLockFile(lockPath);
-    if (token === undefined) return undefined;
-    try {
-      return await fn();
-    } finally {
-      releaseLockFile(lockPath, token);
-    }
+    return await fn();
   } finally {
     done();
-    if (queues.get(lockPath) === mine) queues.delete(lockPath);
+    if (queues.get(lockPath) === tail) queues.delete(lockPath);
+  }
+}
+
+/** Run `fn` if the lock file was taken (`token`), releasing it after; undefined if it was not. */
+async function holdingLockFile<T>(lockPath: string, token: string | undefined, fn: () => Promise<T>): Promise<T | undefined> {
+  if (token === undefined) return undefined;
+  try {
+    return await fn();
+  } finally {
+    releaseLockFile(lockPath, token);
   }
 }
 
