@@ -216,9 +216,9 @@ ${targetRows.join('\n')}
 - Data: \`bench/dataset.ts\` generates the log deterministically (seed ${run.seed}) in the shape existing
   logs hold: ~8 domains drawn with Zipf weights 1/(i+1), summaries of 8-32 words, 1-4 toolStats,
   lines of ~510-840 bytes (median ~670). Logs are generated once and cached under \`bench/.cache/\`;
-  each size runs on a fresh copy in a temp directory, last modified an hour ago (the steady state; a
-  log written less than 2 s before a fetch is "racy" and a hot fetch then also reads 4 KiB of it to
-  confirm the stamp, see docs/index-format.md).
+  each size runs on a fresh copy in a temp directory, and the fetches are timed once the copy is 2 s
+  old (the steady state: within 2 s of a change to the log its stamp is "racy" and a hot fetch also
+  reads 4 KiB of it to confirm the stamp, see docs/index-format.md).
 - **cold indexed fetch**: \`new ExperienceStore()\` then \`fetchTop\` per call, index on disk and fresh —
   what a freshly started orchestrator run pays.
 - **hot indexed fetch**: the same instance again, log unchanged: one \`stat\` and the cached answer.

@@ -5,7 +5,7 @@
  */
 import type { Freshness, LogStat } from './freshness.js';
 import { fingerprintAt, InvalidIndexError, logMatchesStampAt, type LoadedIndex } from './index-file.js';
-import { fdOf, unlimitedBudget, type LogFile, type ReadBudget } from './line-reader.js';
+import { unlimitedBudget, type ReadBudget } from './line-reader.js';
 import { scanLog } from './scan.js';
 import { cloneState, emptyState, type TopState } from './top-k.js';
 
@@ -31,7 +31,7 @@ export interface CatchUpOptions {
 
 /** Apply `decision` (from decideFreshness of `index` and `log`) to the open log. */
 export async function catchUp(
-  file: LogFile,
+  fd: number,
   log: LogStat,
   index: LoadedIndex | undefined,
   decision: Freshness,
@@ -44,11 +44,11 @@ export async function catchUp(
   if (index !== undefined && !options.forceRescan) {
     try {
       const stamp = index.header.log;
-      if (decision.kind === 'fresh' && logMatchesStampAt(fdOf(file), stamp)) {
+      if (decision.kind === 'fresh' && logMatchesStampAt(fd, stamp)) {
         return { state: index.toState(), end: stamp.offset, truncated: false, how: 'index', bytesRead: 0, linesRead: 0 };
       }
-      if (decision.kind === 'tail' && fingerprintAt(fdOf(file), decision.from) === stamp.fingerprint) {
-        const scan = await scanLog(file, decision.from, log.size, cloneState(index.toState()), {
+      if (decision.kind === 'tail' && fingerprintAt(fd, decision.from) === stamp.fingerprint) {
+        const scan = await scanLog(fd, decision.from, log.size, cloneState(index.toState()), {
           budget: options.budget,
           capFor: capsFor(index.k),
         });
@@ -58,7 +58,7 @@ export async function catchUp(
       if (!(err instanceof InvalidIndexError)) throw err;
     }
   }
-  const scan = await scanLog(file, 0, log.size, emptyState(options.fullScanK), {
+  const scan = await scanLog(fd, 0, log.size, emptyState(options.fullScanK), {
     budget: options.budget ?? unlimitedBudget(),
     capFor: capsFor(options.fullScanK),
   });

@@ -16,13 +16,11 @@ export interface LogStat {
 }
 
 export type RescanReason =
-  | 'no-index' // rule 1: missing
-  | 'invalid-index' // rule 1: unparsable, wrong version, bad checksum or schema
+  | 'no-index' // rule 1: missing, unparsable, wrong version, bad checksum or schema
   | 'file-replaced' // rule 5: other dev or inode (rename over the log, restore from backup)
   | 'shrunk' // rule 5: shorter than the index's size (truncated)
   | 'rewritten' // rule 5: same size, other mtime or ctime
-  | 'fingerprint-mismatch' // rule 4/5: the bytes before offset are not the ones indexed
-  | 'limit-exceeds-k'; // the query wants more than the index keeps of a larger domain
+  | 'fingerprint-mismatch'; // rule 4/5: the bytes before offset are not the ones indexed
 
 export type Freshness =
   | { kind: 'no-log' } // rule 2: no log, no records

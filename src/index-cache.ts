@@ -5,7 +5,6 @@
  */
 import { isRacy, statKeyEquals, type LogStat } from './freshness.js';
 import { logMatchesStamp, logMatchesStampAt, type LoadedIndex } from './index-file.js';
-import { fdOf, type LogFile } from './line-reader.js';
 
 interface CachedIndex {
   log: LogStat;
@@ -33,15 +32,15 @@ export class IndexCache {
   /**
    * The cached index, if it still describes the log as `log` shows it. A racy
    * stamp (the log changed less than 2 s before it was taken) is confirmed by
-   * content first, reading the log at `file` (a path or an open log).
+   * content first, reading the log at `file` (its path or an open descriptor).
    */
-  match(indexPath: string, log: LogStat, file: string | LogFile): LoadedIndex | undefined {
+  match(indexPath: string, log: LogStat, file: string | number): LoadedIndex | undefined {
     const cached = this.#entries.get(indexPath);
     if (cached === undefined || !statKeyEquals(cached.log, log)) return undefined;
     if (isRacy(cached.log.ctimeNs, cached.checkedAtMs)) {
       const checkedAtMs = Date.now();
       const stamp = cached.index.header.log;
-      if (!(typeof file === 'string' ? logMatchesStamp(file, stamp) : logMatchesStampAt(fdOf(file), stamp))) return undefined;
+      if (!(typeof file === 'string' ? logMatchesStamp(file, stamp) : logMatchesStampAt(file, stamp))) return undefined;
       cached.checkedAtMs = checkedAtMs;
     }
     return cached.index;

@@ -174,7 +174,7 @@ export function parseIndex(buffer: Buffer): IndexReadResult {
     return { kind: 'invalid', reason: 'no valid trailer line' };
   }
   if (trailer.bytes !== trailerStart) return { kind: 'invalid', reason: 'trailer byte count mismatch' };
-  if (crc32Hex(buffer.subarray(0, trailerStart)) !== trailer.crc32) return { kind: 'invalid', reason: 'checksum mismatch' };
+  if (crc32Hex([buffer.subarray(0, trailerStart)]) !== trailer.crc32) return { kind: 'invalid', reason: 'checksum mismatch' };
 
   const lineStarts: number[] = [0];
   for (let at = buffer.indexOf(0x0a); at >= 0 && at < trailerStart; at = buffer.indexOf(0x0a, at + 1)) {
@@ -233,13 +233,8 @@ export function serializeIndex(state: TopState, stamp: LogStamp): Buffer {
     }
     parts.push(line);
   }
-  let crc = 0;
-  let bytes = 0;
-  for (const part of parts) {
-    crc = crc32(part, crc);
-    bytes += part.length;
-  }
-  const trailer = JSON.stringify({ crc32: (crc >>> 0).toString(16).padStart(8, '0'), bytes });
+  const bytes = parts.reduce((n, part) => n + part.length, 0);
+  const trailer = JSON.stringify({ crc32: crc32Hex(parts), bytes });
   parts.push(Buffer.from(trailer + '\n'));
   return Buffer.concat(parts);
 }
@@ -282,8 +277,11 @@ function hasNegativeZero(value: unknown): boolean {
   return false;
 }
 
-function crc32Hex(bytes: Buffer): string {
-  return (crc32(bytes) >>> 0).toString(16).padStart(8, '0');
+/** CRC-32 of the bytes of `parts` in order, as 8 lowercase hex digits. */
+function crc32Hex(parts: readonly Buffer[]): string {
+  let crc = 0;
+  for (const part of parts) crc = crc32(part, crc);
+  return (crc >>> 0).toString(16).padStart(8, '0');
 }
 
 /** `sha256:<hex>` of the up to FINGERPRINT_BYTES bytes of the log before `offset`. */

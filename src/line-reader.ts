@@ -4,7 +4,6 @@
  * counted as malformed forever in the index we are about to write.
  */
 import { read, readSync } from 'node:fs';
-import type { FileHandle } from 'node:fs/promises';
 import { promisify } from 'node:util';
 
 /** What one fetch may still read, shared by every task it reads. Infinity = unlimited. */
@@ -15,13 +14,6 @@ export interface ReadBudget {
 
 export function unlimitedBudget(): ReadBudget {
   return { linesLeft: Infinity, bytesLeft: Infinity };
-}
-
-/** An open log: a FileHandle, or a descriptor (writers use one to skip async open and close). */
-export type LogFile = FileHandle | number;
-
-export function fdOf(file: LogFile): number {
-  return typeof file === 'number' ? file : file.fd;
 }
 
 export interface LineReadResult {
@@ -41,12 +33,12 @@ const NEWLINE = 0x0a;
 const readAsync = promisify(read);
 
 /**
- * Call `onLine` for each complete, non-blank line in [from, to) of `file`, with
+ * Call `onLine` for each complete, non-blank line in [from, to) of the open log `fd`, with
  * a trailing "\r" removed. `to` is the size the caller observed: bytes appended
  * after that observation are left for the next read. Charges `budget`.
  */
 export async function readLines(
-  file: LogFile,
+  fd: number,
   from: number,
   to: number,
   onLine: (line: string) => void,
@@ -64,7 +56,7 @@ export async function readLines(
   let hasMoreLinesInChunk = false;
 
   // Read the next chunk while this one is parsed: the read runs on libuv's pool.
-  let pending = pos < limit ? readChunk(file, pos, Math.min(CHUNK_BYTES, limit - pos)) : undefined;
+  let pending = pos < limit ? readChunk(fd, pos, Math.min(CHUNK_BYTES, limit - pos)) : undefined;
   try {
     while (pending !== undefined) {
       const chunk = await pending;
@@ -73,7 +65,7 @@ export async function readLines(
       pos += chunk.length;
       bytesRead += chunk.length;
       options.onProgress?.(chunk.length);
-      if (pos < limit) pending = readChunk(file, pos, Math.min(CHUNK_BYTES, limit - pos));
+      if (pos < limit) pending = readChunk(fd, pos, Math.min(CHUNK_BYTES, limit - pos));
 
       const data = carry === undefined ? chunk : Buffer.concat([carry, chunk]);
       const lastNewline = data.lastIndexOf(NEWLINE);
@@ -113,7 +105,7 @@ export async function readLines(
   budget.bytesLeft -= bytesRead;
   let truncated = false;
   if (stoppedByLines) truncated = hasMoreLinesInChunk;
-  else if (limit < to) truncated = await hasNewline(file, limit, to);
+  else if (limit < to) truncated = await hasNewline(fd, limit, to);
   return { end, bytesRead, linesRead, truncated };
 }
 
@@ -121,14 +113,14 @@ export async function readLines(
 // synchronous: from the page cache it takes microseconds, where a round trip
 // through libuv's pool costs tens of them (docs/benchmarks.md). Whole chunks stay
 // asynchronous, so that a full scan reads ahead from disk while it parses.
-async function readChunk(file: LogFile, position: number, length: number): Promise<Buffer> {
+async function readChunk(fd: number, position: number, length: number): Promise<Buffer> {
   const buffer = Buffer.allocUnsafe(length);
   let filled = 0;
   while (filled < length) {
     const bytesRead =
       length < CHUNK_BYTES
-        ? readSync(fdOf(file), buffer, filled, length - filled, position + filled)
-        : (await readAsync(fdOf(file), buffer, filled, length - filled, position + filled)).bytesRead;
+        ? readSync(fd, buffer, filled, length - filled, position + filled)
+        : (await readAsync(fd, buffer, filled, length - filled, position + filled)).bytesRead;
     if (bytesRead === 0) break;
     filled += bytesRead;
   }
@@ -143,9 +135,9 @@ function byteOffsetOfLine(data: Buffer, index: number): number {
 }
 
 /** Whether [from, to) of the file holds a "\n": is there another complete line a budget kept us from? */
-async function hasNewline(file: LogFile, from: number, to: number): Promise<boolean> {
+async function hasNewline(fd: number, from: number, to: number): Promise<boolean> {
   for (let pos = from; pos < to; ) {
-    const chunk = await readChunk(file, pos, Math.min(64 * 1024, to - pos));
+    const chunk = await readChunk(fd, pos, Math.min(64 * 1024, to - pos));
     if (chunk.length === 0) return false;
     if (chunk.includes(NEWLINE)) return true;
     pos += chunk.length;

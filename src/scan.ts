@@ -2,7 +2,7 @@
  * Full scan and tail scan of a log into a TopState, on line-reader + top-k.
  * A scan never persists anything; the store decides what to do with it.
  */
-import { readLines, type LogFile, type ReadBudget } from './line-reader.js';
+import { readLines, type ReadBudget } from './line-reader.js';
 import { parseRecordLine } from './record.js';
 import { addRecord, type TopState } from './top-k.js';
 
@@ -29,7 +29,7 @@ export interface ScanOptions {
  * tail is `from = index offset` on the index's state.
  */
 export async function scanLog(
-  file: LogFile,
+  fd: number,
   from: number,
   to: number,
   state: TopState,
@@ -37,7 +37,7 @@ export async function scanLog(
 ): Promise<ScanResult> {
   const capFor = options.capFor ?? (() => state.k);
   const result = await readLines(
-    file,
+    fd,
     from,
     to,
     (line) => {

@@ -17,6 +17,7 @@ import {
 } from '../src/index-file.js';
 import type { ExperienceRecord } from '../src/record.js';
 import { addRecord, emptyState, type TopState } from '../src/top-k.js';
+import { makeRecord } from './support/inputs.js';
 import { test } from './support/temp-dir.js';
 
 const STAMP: LogStamp = {
@@ -30,20 +31,13 @@ const STAMP: LogStamp = {
 };
 
 function rec(domain: string, score: number, id: string): ExperienceRecord {
-  return {
+  return makeRecord({
     id,
-    runId: 'r',
-    taskId: 't',
-    epoch: null,
-    groupId: null,
+    domain,
     summary32: `${domain} ${id} ünïcødé 🚀`,
     reward: { gtScore: score, relativeRank: 0 },
     toolStats: [{ tool: 'shell', tokens: 1, latencyMs: 2, costUsd: 0.5 }],
-    stampSignature: 'a'.repeat(64),
-    domain,
-    createdAt: '2024-01-01T00:00:00.000Z',
-    manifestPath: 'm',
-  };
+  });
 }
 
 /** k = 2; domain "b" has 3 records (2 kept), "a" has 1, plus 2 malformed lines. */

@@ -1,4 +1,5 @@
-import { open, writeFile } from 'node:fs/promises';
+import { closeSync, fstatSync, openSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import fc from 'fast-check';
 import { describe, expect } from 'vitest';
@@ -15,14 +16,14 @@ interface Read {
 }
 
 async function read(file: string, from = 0, to?: number, budget: ReadBudget = unlimitedBudget()): Promise<Read> {
-  const handle = await open(file, 'r');
+  const fd = openSync(file, 'r');
   try {
-    const size = to ?? (await handle.stat()).size;
+    const size = to ?? fstatSync(fd).size;
     const lines: string[] = [];
-    const result = await readLines(handle, from, size, (line) => lines.push(line), { budget });
+    const result = await readLines(fd, from, size, (line) => lines.push(line), { budget });
     return { lines, ...result, budget };
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
 }
 

@@ -10,25 +10,22 @@ import {
   type FetchResult,
   type PromptPack,
 } from '../src/index.js';
-import { makeInput, STAMP } from './support/inputs.js';
+import { makeInput, makeRecord } from './support/inputs.js';
 import { test } from './support/temp-dir.js';
 
 function record(overrides: Partial<ExperienceRecord> = {}): ExperienceRecord {
-  return {
+  return makeRecord({
     id: 'exp-lq2x3k-a1b2c3',
     runId: 'run-1',
     taskId: 'task-a',
     epoch: 3,
-    groupId: null,
     summary32: 'Replaced the retry loop with exponential backoff',
     reward: { gtScore: 0.9, relativeRank: 0.6 },
     toolStats: [{ tool: 'shell', tokens: 1840, latencyMs: 2310.4, costUsd: 0.0121 }],
-    stampSignature: STAMP,
     domain: 'implementation',
     createdAt: '2024-05-01T12:00:00.000Z',
-    manifestPath: 'runs/m.json',
     ...overrides,
-  };
+  });
 }
 
 describe('formatExperienceInjections', () => {

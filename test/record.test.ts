@@ -11,7 +11,7 @@ import {
   validateBatch,
   verifyStamp,
 } from '../src/record.js';
-import { makeInput, STAMP } from './support/inputs.js';
+import { makeInput, makeRecord, STAMP } from './support/inputs.js';
 
 const NOW = new Date('2024-05-01T12:34:56.789Z');
 
@@ -22,21 +22,7 @@ function normalize(overrides: Parameters<typeof makeInput>[0], maxSummaryWords =
 
 function record(overrides: Partial<ExperienceRecord> & { gt?: number; rank?: number } = {}): ExperienceRecord {
   const { gt = 0.5, rank = 0, ...rest } = overrides;
-  return {
-    id: 'exp-1-000000',
-    runId: 'run-1',
-    taskId: 'task-a',
-    epoch: 1,
-    groupId: null,
-    summary32: 's',
-    reward: { gtScore: gt, relativeRank: rank },
-    toolStats: [],
-    stampSignature: STAMP,
-    domain: 'd',
-    createdAt: '2024-01-01T00:00:00.000Z',
-    manifestPath: 'm',
-    ...rest,
-  };
+  return makeRecord({ id: 'exp-1-000000', runId: 'run-1', taskId: 'task-a', epoch: 1, summary32: 's', reward: { gtScore: gt, relativeRank: rank }, ...rest });
 }
 
 describe('normalizeInput', () => {

@@ -2,24 +2,12 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { compareRecords, type ExperienceRecord } from '../src/record.js';
 import { addRecord, cloneState, emptyState, insertTop, mergeRanked, trimState } from '../src/top-k.js';
+import { makeRecord } from './support/inputs.js';
 
 let serial = 0;
 /** A record whose summary32 tells instances apart when they tie on every ranking key. */
 function rec(score: number, createdAt = '2024-01-01', id = 'exp-a', domain = 'd'): ExperienceRecord {
-  return {
-    id,
-    runId: 'r',
-    taskId: 't',
-    epoch: null,
-    groupId: null,
-    summary32: `#${serial++}`,
-    reward: { gtScore: score, relativeRank: 0 },
-    toolStats: [],
-    stampSignature: '0'.repeat(64),
-    domain,
-    createdAt,
-    manifestPath: 'm',
-  };
+  return makeRecord({ id, domain, createdAt, summary32: `#${serial++}`, reward: { gtScore: score, relativeRank: 0 } });
 }
 
 const insertAll = (records: ExperienceRecord[], cap: number) =>

@@ -1,5 +1,5 @@
-/** Valid ExperienceInput values for tests, with overrides. */
-import type { ExperienceInput } from '../../src/index.js';
+/** Valid ExperienceInput and ExperienceRecord values for tests, with overrides. */
+import type { ExperienceInput, ExperienceRecord } from '../../src/index.js';
 
 export const STAMP = 'ab'.repeat(32);
 
@@ -14,6 +14,25 @@ export function makeInput(overrides: Partial<ExperienceInput> = {}): ExperienceI
     toolStats: [{ tool: 'shell', tokens: 120, latencyMs: 340.4, costUsd: 0.0123 }],
     stampSignature: STAMP,
     domain: 'implementation',
+    ...overrides,
+  };
+}
+
+/** A valid ExperienceRecord, as a log line holds one, with overrides. */
+export function makeRecord(overrides: Partial<ExperienceRecord> = {}): ExperienceRecord {
+  return {
+    id: 'exp-a',
+    runId: 'r',
+    taskId: 't',
+    epoch: null,
+    groupId: null,
+    summary32: 'a record',
+    reward: { gtScore: 0, relativeRank: 0 },
+    toolStats: [],
+    stampSignature: STAMP,
+    domain: 'd',
+    createdAt: '2024-01-01T00:00:00.000Z',
+    manifestPath: 'm',
     ...overrides,
   };
 }
