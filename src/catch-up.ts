@@ -1,13 +1,13 @@
 /**
  * Bring an index up to the log as it is now: use it as is (fresh), read the
  * bytes appended since (tail), or scan the whole log (rescan). Any doubt (a
- * fingerprint, a bad domain line) costs a full scan, never a wrong answer.
+ * fingerprint, a bad section) costs a full scan, never a wrong answer.
  */
 import type { Freshness, LogStat } from './freshness.js';
 import { fingerprintAt, InvalidIndexError, logMatchesStampAt, type LoadedIndex } from './index-file.js';
 import { unlimitedBudget, type ReadBudget } from './line-reader.js';
 import { scanLog } from './scan.js';
-import { cloneState, emptyState, type TopState } from './top-k.js';
+import { cloneState, emptyState, type Caps, type Entry, type TopState } from './top-k.js';
 
 /** A log prefix brought up to date: the state of [0, end) and how it was obtained. */
 export interface CaughtUp {
@@ -20,13 +20,15 @@ export interface CaughtUp {
 }
 
 export interface CatchUpOptions {
-  /** K of the state a full scan builds. */
+  /** K of the state a full scan builds when there is no valid index (an index keeps its own K). */
   fullScanK: number;
   budget?: ReadBudget;
-  /** A fetch keeps `limit` records of the domain it answers; the rest keep k. */
+  /** A fetch keeps `limit` records (and selection slots) of the domain it answers; the rest keep k. */
   query?: { domain: string; limit: number };
   /** The caller already knows the index cannot be used (e.g. limit exceeds k). */
   forceRescan?: boolean;
+  /** Every record of the query's domain, in log order, also goes here (a full scan only). */
+  collect?: Entry[];
 }
 
 /** Apply `decision` (from decideFreshness of `index` and `log`) to the open log. */
@@ -39,9 +41,12 @@ export async function catchUp(
 ): Promise<CaughtUp> {
   const capsFor = (k: number) => {
     const q = options.query;
-    return q === undefined ? undefined : (d: string) => (d === q.domain ? Math.max(q.limit, k) : k);
+    if (q === undefined) return undefined;
+    const asked: Caps = { top: Math.max(q.limit, k), pool: Math.max(q.limit, k) };
+    const rest: Caps = { top: k, pool: k };
+    return (d: string) => (d === q.domain ? asked : rest);
   };
-  if (index !== undefined && !options.forceRescan) {
+  if (index !== undefined && !options.forceRescan && options.collect === undefined) {
     try {
       const stamp = index.header.log;
       if (decision.kind === 'fresh' && logMatchesStampAt(fd, stamp)) {
@@ -50,7 +55,7 @@ export async function catchUp(
       if (decision.kind === 'tail' && fingerprintAt(fd, decision.from) === stamp.fingerprint) {
         const scan = await scanLog(fd, decision.from, log.size, cloneState(index.toState()), {
           budget: options.budget,
-          capFor: capsFor(index.k),
+          capsFor: capsFor(index.k),
         });
         return { ...scan, how: 'tail' };
       }
@@ -58,9 +63,14 @@ export async function catchUp(
       if (!(err instanceof InvalidIndexError)) throw err;
     }
   }
-  const scan = await scanLog(fd, 0, log.size, emptyState(options.fullScanK), {
+  // An index keeps the K it was built with, also when its log must be rescanned
+  // (SPEC "Precise rules": K): a reader's own indexTopK applies only where none was valid.
+  const k = index?.k ?? options.fullScanK;
+  const q = options.query;
+  const scan = await scanLog(fd, 0, log.size, emptyState(k), {
     budget: options.budget ?? unlimitedBudget(),
-    capFor: capsFor(options.fullScanK),
+    capsFor: capsFor(k),
+    collect: options.collect !== undefined && q !== undefined ? { domain: q.domain, into: options.collect } : undefined,
   });
   return { ...scan, how: 'full' };
 }

@@ -1,91 +1,96 @@
 /**
- * The sidecar index `experiences.top.json`: schema, reading, writing, and the
+ * The sidecar index `experiences.top.json`: layout, reading, writing, and the
  * fingerprint of the log it covers. docs/index-format.md is the prose version.
  *
- * The file is newline-delimited JSON, so a fetch parses only the domain it asks for:
- *   line 1        header  { format, version, k, log, records, malformed, domains: [{ domain, count }] }
- *   lines 2..n+1  one per header domain, same order: { domain, top: ExperienceRecord[] }
- *   last line     trailer { crc32, bytes }: CRC-32 of the `bytes` bytes before it
+ *   line 1   prefix  {"format":"experience-store/top-index","version":2,"header":{"bytes":N,"crc32":"…"}}
+ *   line 2   header  { k, log, records, malformed, domains: [{ domain, count, top: [at, bytes, crc32], pool: [...] }] }
+ *   then     sections, at `at` bytes after the header line: per domain a top section
+ *            (one log line per record) and a pool section (one `[seq,ref]` line per record)
+ *
+ * A fetch reads the header and the one section it answers from, checks that
+ * section's CRC-32 and parses only the records it returns: its cost does not
+ * grow with the number of domains, nor with what selection keeps.
  */
-import { createHash } from 'node:crypto';
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
-import writeFileAtomic from 'write-file-atomic';
-import { z } from 'zod';
 import { errorCode } from './errors.js';
-import { compareRecords, isExperienceRecord, type ExperienceRecord } from './record.js';
-import type { DomainTop, TopState } from './top-k.js';
+import { compareRecords, isExperienceRecord } from './record.js';
+import { compareSelection, newEntry, trimPool, type DomainTop, type Entry, type TopState } from './top-k.js';
 
 export const INDEX_FORMAT = 'experience-store/top-index';
-export const INDEX_VERSION = 1;
-/** Bytes of the log, ending at `offset`, that the fingerprint hashes. */
+export const INDEX_VERSION = 2;
+/** Bytes of the log, ending at `offset`, that the fingerprint covers. */
 export const FINGERPRINT_BYTES = 4096;
 
-const DecimalString = z.string().regex(/^(0|[1-9][0-9]*)$/);
-const Count = z.number().int().nonnegative();
-
 /** Which log, and which prefix of it, an index covers. */
-export const LogStamp = z.object({
-  offset: Count,
-  size: Count,
-  mtimeNs: DecimalString,
-  ctimeNs: DecimalString,
-  ino: DecimalString,
-  dev: DecimalString,
-  fingerprint: z.string().regex(/^sha256:[0-9a-f]{64}$/),
-});
-export type LogStamp = z.infer<typeof LogStamp>;
+export interface LogStamp {
+  offset: number;
+  size: number;
+  mtimeNs: string;
+  ctimeNs: string;
+  ino: string;
+  dev: string;
+  /** `crc32:<8 hex>` of log bytes [max(0, offset - 4096), offset). */
+  fingerprint: string;
+}
 
-export const IndexHeader = z
-  .looseObject({
-    format: z.literal(INDEX_FORMAT),
-    version: z.literal(INDEX_VERSION),
-    k: z.number().int().positive(),
-    log: LogStamp,
-    records: Count,
-    malformed: Count,
-    domains: z.array(z.object({ domain: z.string().min(1), count: z.number().int().positive() })),
-  })
-  .check((ctx) => {
-    const h = ctx.value;
-    if (h.log.offset > h.log.size) ctx.issues.push({ code: 'custom', message: 'log.offset exceeds log.size', input: h });
-    let sum = 0;
-    for (let i = 0; i < h.domains.length; i++) {
-      sum += h.domains[i]!.count;
-      if (i > 0 && !(h.domains[i - 1]!.domain < h.domains[i]!.domain)) {
-        ctx.issues.push({ code: 'custom', message: 'domains must be unique and sorted', input: h });
-      }
-    }
-    if (sum !== h.records) ctx.issues.push({ code: 'custom', message: 'domain counts must add up to records', input: h });
-  });
-export type IndexHeader = z.infer<typeof IndexHeader>;
+/** [start relative to the end of the header line, length in bytes, CRC-32 as 8 hex digits]. */
+export type Section = [number, number, string];
 
-// Records are checked with the guard that zod's ExperienceRecord is tested to agree
-// with (record.ts): zod would copy each of the K records, which was a quarter of
-// a cold fetch; the guard keeps the freshly parsed objects.
-export const IndexDomainLine = z.object({ domain: z.string(), top: z.array(z.custom<ExperienceRecord>(isExperienceRecord)) });
-export const IndexTrailer = z.object({ crc32: z.string().regex(/^[0-9a-f]{8}$/), bytes: Count });
+export interface IndexDomain {
+  domain: string;
+  count: number;
+  top: Section;
+  pool: Section;
+}
+
+export interface IndexHeader {
+  k: number;
+  log: LogStamp;
+  records: number;
+  malformed: number;
+  domains: IndexDomain[];
+}
 
 export class InvalidIndexError extends Error {}
 
+// Enough for the header of a few hundred domains and, usually, the section asked for.
+const FIRST_READ_BYTES = 16 * 1024;
+
+interface Parsed {
+  /** The section's checked bytes and lines; entries are parsed on demand, in order. */
+  bytes: Buffer | undefined;
+  lines: string[];
+  entries: Entry[];
+}
+
 /**
- * An index read from disk. The header is checked on load; a domain's line is
- * parsed and checked the first time it is asked for, so a cold fetch pays for
- * one domain, not all of them.
+ * An index read from disk (or made from a state). The header is checked on
+ * load; a domain's sections are read, checked and parsed the first time they
+ * are needed, and only as far as needed.
  */
 export class LoadedIndex {
   readonly header: IndexHeader;
-  readonly #buffer: Buffer | undefined;
-  readonly #lineStarts: number[];
-  readonly #tops = new Map<string, readonly ExperienceRecord[]>();
-  readonly #position: Map<string, number>;
+  readonly #path: string | undefined;
+  /** File offset where sections start, and the bytes read so far from there. */
+  readonly #sectionsAt: number;
+  #bytes: Buffer | undefined;
+  readonly #position = new Map<string, number>();
+  readonly #tops = new Map<string, Parsed>();
+  readonly #pools = new Map<string, readonly Entry[]>();
 
-  constructor(header: IndexHeader, buffer?: Buffer, lineStarts: number[] = [], tops?: Map<string, DomainTop>) {
+  constructor(header: IndexHeader, source?: { path: string; sectionsAt: number; bytes: Buffer }, state?: TopState) {
     this.header = header;
-    this.#buffer = buffer;
-    this.#lineStarts = lineStarts;
-    this.#position = new Map(header.domains.map((d, i) => [d.domain, i]));
-    if (tops) for (const [name, d] of tops) this.#tops.set(name, d.top);
+    this.#path = source?.path;
+    this.#sectionsAt = source?.sectionsAt ?? 0;
+    this.#bytes = source?.bytes;
+    header.domains.forEach((d, i) => this.#position.set(d.domain, i));
+    if (state) {
+      for (const [name, d] of state.domains) {
+        this.#tops.set(name, { bytes: undefined, lines: [], entries: d.top as Entry[] });
+        this.#pools.set(name, d.pool);
+      }
+    }
   }
 
   get k(): number {
@@ -97,51 +102,98 @@ export class LoadedIndex {
     return i === undefined ? 0 : this.header.domains[i]!.count;
   }
 
-  /** The best min(count, k) records of `domain`. Throws InvalidIndexError on a bad line. */
-  top(domain: string): readonly ExperienceRecord[] {
-    const cached = this.#tops.get(domain);
-    if (cached !== undefined) return cached;
-    const i = this.#position.get(domain);
-    if (i === undefined) return [];
-    const top = this.#parseDomainLine(i);
-    this.#tops.set(domain, top);
-    return top;
-  }
-
-  /** Whether this index alone can give the first `limit` records of `domain`. */
+  /** Whether this index alone can give the first `limit` records (or selection slots) of `domain`. */
   canAnswer(domain: string, limit: number): boolean {
     return limit <= this.k || this.count(domain) <= this.k;
   }
 
+  /** The best min(limit, count, k) entries of `domain`, parsing no more records than that. Throws InvalidIndexError. */
+  top(domain: string, limit = Infinity): readonly Entry[] {
+    const i = this.#position.get(domain);
+    if (i === undefined) return [];
+    const d = this.header.domains[i]!;
+    const want = Math.min(limit, d.count, this.k);
+    let parsed = this.#tops.get(domain);
+    if (parsed === undefined) {
+      const bytes = this.#section(d.top, `top section of ${JSON.stringify(domain)}`);
+      const text = bytes.toString('utf8');
+      const lines = text.split('\n');
+      if (lines.pop() !== '' || lines.length !== Math.min(d.count, this.k)) throw new InvalidIndexError(`top section of ${domain} has a wrong length`);
+      parsed = { bytes, lines, entries: [] };
+      this.#tops.set(domain, parsed);
+    }
+    const { lines, entries } = parsed;
+    const wasComplete = entries.length === lines.length;
+    while (entries.length < want) {
+      const at = entries.length;
+      const record = parseJson(lines[at]!);
+      if (!isExperienceRecord(record) || record.domain !== domain) throw new InvalidIndexError(`top[${at}] of ${domain} is not a record of it`);
+      const entry = newEntry(record, lines[at]!, -1);
+      if (at > 0 && compareRecords(entries[at - 1]!.record, record) > 0) throw new InvalidIndexError(`top of ${domain} is not ranked`);
+      entries.push(entry);
+    }
+    if (!wasComplete && entries.length === lines.length && parsed.bytes !== undefined) {
+      // Checked in full and unchanged: a writer can copy the section's bytes as they are.
+      encodedTops.set(entries, parsed.bytes);
+    }
+    return want === entries.length ? entries : entries.slice(0, want);
+  }
+
+  /** The selection pool of `domain`, in selection order (see top-k.ts). Throws InvalidIndexError. */
+  pool(domain: string): readonly Entry[] {
+    const cached = this.#pools.get(domain);
+    if (cached !== undefined) return cached;
+    const i = this.#position.get(domain);
+    if (i === undefined) return [];
+    const d = this.header.domains[i]!;
+    const top = this.top(domain);
+    const bytes = this.#section(d.pool, `pool section of ${JSON.stringify(domain)}`);
+    const lines = bytes.toString('utf8').split('\n');
+    if (lines.pop() !== '' || lines.length > d.count) throw new InvalidIndexError(`pool section of ${domain} has a wrong length`);
+    const pool: Entry[] = [];
+    for (const line of lines) {
+      const value = parseJson(line);
+      if (!Array.isArray(value) || value.length !== 2 || !isCount(value[0]) || value[0] >= this.header.records) {
+        throw new InvalidIndexError(`pool line of ${domain} is not [seq, ref]`);
+      }
+      const [seq, ref] = value as [number, unknown];
+      let entry: Entry;
+      if (typeof ref === 'number') {
+        const shared = Number.isSafeInteger(ref) && ref >= 0 ? top[ref] : undefined;
+        if (shared === undefined || (shared.seq !== -1 && shared.seq !== seq)) throw new InvalidIndexError(`pool of ${domain} refers to no top record`);
+        shared.seq = seq;
+        entry = shared;
+      } else {
+        if (!isExperienceRecord(ref) || ref.domain !== domain) throw new InvalidIndexError(`pool of ${domain} holds a record not of it`);
+        entry = newEntry(ref, line.slice(line.indexOf(',') + 1, -1), seq);
+      }
+      if (pool.length > 0 && compareSelection(pool[pool.length - 1]!, entry) >= 0) throw new InvalidIndexError(`pool of ${domain} is not in order`);
+      pool.push(entry);
+    }
+    if (trimPool(pool, this.k) !== pool) throw new InvalidIndexError(`pool of ${domain} holds records selection cannot pick`);
+    encodedPools.set(pool, { top, bytes });
+    this.#pools.set(domain, pool);
+    return pool;
+  }
+
+  /** Everything, parsed and checked: the state a writer or a tail merge continues from. */
   toState(): TopState {
     const domains = new Map<string, DomainTop>();
-    for (const d of this.header.domains) domains.set(d.domain, { count: d.count, top: this.top(d.domain) });
+    for (const d of this.header.domains) domains.set(d.domain, { count: d.count, top: this.top(d.domain), pool: this.pool(d.domain) });
     return { k: this.k, records: this.header.records, malformed: this.header.malformed, domains };
   }
 
-  #parseDomainLine(i: number): readonly ExperienceRecord[] {
-    const buffer = this.#buffer;
-    const start = this.#lineStarts[i];
-    const end = this.#lineStarts[i + 1];
-    if (buffer === undefined || start === undefined || end === undefined) throw new InvalidIndexError('missing domain line');
-    const expected = this.header.domains[i]!;
-    let line: z.infer<typeof IndexDomainLine>;
-    try {
-      line = IndexDomainLine.parse(JSON.parse(buffer.toString('utf8', start, end - 1)));
-    } catch (err) {
-      throw new InvalidIndexError(`domain line ${i + 2} is not valid`, { cause: err });
+  /** The bytes of `section`, CRC-checked; read from the file when not loaded yet. */
+  #section([start, length, crc]: Section, what: string): Buffer {
+    let bytes = this.#bytes;
+    if (bytes === undefined || start + length > bytes.length) {
+      if (this.#path === undefined) throw new InvalidIndexError(`${what} is missing`);
+      // Everything from the sections' start up to this one's end: later sections are rarely needed.
+      bytes = this.#bytes = readRange(this.#path, this.#sectionsAt, start + length);
     }
-    const { top } = line;
-    if (line.domain !== expected.domain) throw new InvalidIndexError(`line ${i + 2} is not domain ${expected.domain}`);
-    if (top.length !== Math.min(expected.count, this.k)) throw new InvalidIndexError(`line ${i + 2} has a wrong length`);
-    for (let j = 0; j < top.length; j++) {
-      if (top[j]!.domain !== expected.domain) throw new InvalidIndexError(`line ${i + 2} holds another domain`);
-      if (j > 0 && compareRecords(top[j - 1]!, top[j]!) > 0) throw new InvalidIndexError(`line ${i + 2} is not ranked`);
-    }
-    // Checked and unchanged, the line can be written back as it is (see serializeIndex):
-    // a writer or a healing reader that loaded this index re-encodes only what it changed.
-    serializedTops.set(top, buffer.subarray(start, end));
-    return top;
+    const slice = bytes.subarray(start, start + length);
+    if (crc32Hex(slice) !== crc) throw new InvalidIndexError(`${what} fails its checksum`);
+    return slice;
   }
 }
 
@@ -150,143 +202,188 @@ export type IndexReadResult =
   | { kind: 'missing' }
   | { kind: 'invalid'; reason: string };
 
-/** Read and check an index file. Never throws for a bad or missing file: the index is only a cache. */
-export function readIndex(indexPath: string): IndexReadResult {
-  let buffer: Buffer;
+/**
+ * Read and check an index's header (and, with `domain`, that domain's sections
+ * in the same read when they fit). Never throws: the index is only a cache.
+ */
+export function readIndex(indexPath: string, domain?: string): IndexReadResult {
+  let fd: number;
   try {
-    // One synchronous read: fs/promises.readFile costs more than the whole parse here.
-    buffer = readFileSync(indexPath);
+    fd = openSync(indexPath, 'r');
   } catch (err) {
-    if (errorCode(err) === 'ENOENT') return { kind: 'missing' };
+    if (errorCode(err) === 'ENOENT' || errorCode(err) === 'ENOTDIR') return { kind: 'missing' };
     return { kind: 'invalid', reason: `unreadable (${errorCode(err) ?? 'error'})` };
   }
-  return parseIndex(buffer);
-}
-
-export function parseIndex(buffer: Buffer): IndexReadResult {
-  const size = buffer.length;
-  if (size === 0 || buffer[size - 1] !== 0x0a) return { kind: 'invalid', reason: 'truncated (no final newline)' };
-  const trailerStart = buffer.lastIndexOf(0x0a, size - 2) + 1;
-  let trailer: z.infer<typeof IndexTrailer>;
   try {
-    trailer = IndexTrailer.parse(JSON.parse(buffer.toString('utf8', trailerStart, size - 1)));
-  } catch {
-    return { kind: 'invalid', reason: 'no valid trailer line' };
-  }
-  if (trailer.bytes !== trailerStart) return { kind: 'invalid', reason: 'trailer byte count mismatch' };
-  if (crc32Hex([buffer.subarray(0, trailerStart)]) !== trailer.crc32) return { kind: 'invalid', reason: 'checksum mismatch' };
+    const size = fstatSync(fd).size;
+    let buffer = readAt(fd, 0, Math.min(size, FIRST_READ_BYTES));
+    const prefixEnd = buffer.indexOf(0x0a) + 1;
+    if (prefixEnd === 0) return { kind: 'invalid', reason: 'no prefix line' };
+    const prefix = parsePrefix(buffer.toString('utf8', 0, prefixEnd - 1));
+    if (typeof prefix === 'string') return { kind: 'invalid', reason: prefix };
+    const sectionsAt = prefixEnd + prefix.bytes;
+    if (sectionsAt > size) return { kind: 'invalid', reason: 'truncated header' };
+    if (sectionsAt > buffer.length) buffer = readAt(fd, 0, sectionsAt);
+    const headerBytes = buffer.subarray(prefixEnd, sectionsAt);
+    if (crc32Hex(headerBytes) !== prefix.crc32 || headerBytes[headerBytes.length - 1] !== 0x0a) return { kind: 'invalid', reason: 'header checksum mismatch' };
+    const header = checkHeader(parseJson(headerBytes.toString('utf8', 0, headerBytes.length - 1)), size - sectionsAt);
+    if (typeof header === 'string') return { kind: 'invalid', reason: `header ${header}` };
 
-  const lineStarts: number[] = [0];
-  for (let at = buffer.indexOf(0x0a); at >= 0 && at < trailerStart; at = buffer.indexOf(0x0a, at + 1)) {
-    lineStarts.push(at + 1);
-  }
-  let header: IndexHeader;
-  try {
-    const raw: unknown = JSON.parse(buffer.toString('utf8', 0, lineStarts[1]! - 1));
-    if (typeof raw === 'object' && raw !== null && 'version' in raw && raw.version !== INDEX_VERSION) {
-      return { kind: 'invalid', reason: `unsupported version ${String(raw.version)}` };
+    // The sections already read, extended to cover the asked domain's when they lie beyond.
+    let bytes = buffer.subarray(sectionsAt);
+    const d = domain === undefined ? undefined : header.domains.find((x) => x.domain === domain);
+    if (d !== undefined) {
+      const end = Math.max(d.top[0] + d.top[1], d.pool[0] + d.pool[1]);
+      if (end > bytes.length) bytes = readAt(fd, sectionsAt, end);
     }
-    header = IndexHeader.parse(raw);
-  } catch {
-    return { kind: 'invalid', reason: 'header does not match the schema' };
+    return { kind: 'ok', index: new LoadedIndex(header, { path: indexPath, sectionsAt, bytes }) };
+  } catch (err) {
+    return { kind: 'invalid', reason: `unreadable (${errorCode(err) ?? String(err)})` };
+  } finally {
+    closeSync(fd);
   }
-  // header line + one line per domain, then the trailer
-  if (lineStarts.length !== header.domains.length + 2) return { kind: 'invalid', reason: 'wrong number of domain lines' };
-  return { kind: 'ok', index: new LoadedIndex(header, buffer, lineStarts.slice(1)) };
 }
 
-/** The header an index of `state` has; domains in code-unit order. */
-export function headerOf(state: TopState, stamp: LogStamp): IndexHeader {
-  const names = [...state.domains.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  return {
-    format: INDEX_FORMAT,
-    version: INDEX_VERSION,
-    k: state.k,
-    log: stamp,
-    records: state.records,
-    malformed: state.malformed,
-    domains: names.map((domain) => ({ domain, count: state.domains.get(domain)!.count })),
-  };
+function parsePrefix(line: string): { bytes: number; crc32: string } | string {
+  const value = parseJson(line) as { format?: unknown; version?: unknown; header?: { bytes?: unknown; crc32?: unknown } } | undefined;
+  if (typeof value !== 'object' || value === null || value.format !== INDEX_FORMAT) return 'not an experience-store index';
+  if (value.version !== INDEX_VERSION) return `unsupported version ${String(value.version)}`;
+  const h = value.header;
+  if (typeof h !== 'object' || h === null || !isCount(h.bytes) || typeof h.crc32 !== 'string' || !/^[0-9a-f]{8}$/.test(h.crc32)) {
+    return 'prefix line does not match the format';
+  }
+  return { bytes: h.bytes, crc32: h.crc32 };
+}
+
+/**
+ * The header's invariants (docs/index-format.md, "Header"). Hand-written rather
+ * than zod: this runs on every cold fetch, and zod's module graph alone costs a
+ * fresh process more than the whole fetch. Returns the problem in words.
+ */
+export function checkHeader(v: unknown, sectionBytes: number): IndexHeader | string {
+  if (typeof v !== 'object' || v === null) return 'is not an object';
+  const h = v as Record<string, unknown>;
+  if (!isCount(h.k) || h.k === 0) return 'k must be a positive integer';
+  if (!isCount(h.records) || !isCount(h.malformed)) return 'records and malformed must be counts';
+  const log = h.log as Record<string, unknown> | null;
+  if (typeof log !== 'object' || log === null || !isCount(log.offset) || !isCount(log.size) || log.offset > log.size) {
+    return 'log offset and size must be counts, offset <= size';
+  }
+  for (const key of ['mtimeNs', 'ctimeNs', 'ino', 'dev']) {
+    if (typeof log[key] !== 'string' || !/^(0|[1-9][0-9]*)$/.test(log[key] as string)) return `log.${key} must be a decimal string`;
+  }
+  if (typeof log.fingerprint !== 'string' || !/^crc32:[0-9a-f]{8}$/.test(log.fingerprint)) return 'log.fingerprint must be crc32:<8 hex>';
+  if (!Array.isArray(h.domains)) return 'domains must be an array';
+  let sum = 0;
+  let previous: string | undefined;
+  for (const d of h.domains as Array<Record<string, unknown>>) {
+    if (typeof d !== 'object' || d === null || typeof d.domain !== 'string' || d.domain === '') return 'domain names must be non-empty strings';
+    if (previous !== undefined && !(previous < d.domain)) return 'domains must be unique and sorted';
+    previous = d.domain;
+    if (!isCount(d.count) || d.count === 0) return 'domain counts must be positive integers';
+    if (!isSection(d.top, sectionBytes) || !isSection(d.pool, sectionBytes)) return `sections of ${d.domain} must lie within the file`;
+    sum += d.count;
+  }
+  if (sum !== h.records) return 'domain counts must add up to records';
+  return v as IndexHeader;
+}
+
+function isSection(v: unknown, sectionBytes: number): v is Section {
+  return (
+    Array.isArray(v) &&
+    v.length === 3 &&
+    isCount(v[0]) &&
+    isCount(v[1]) &&
+    v[0] + v[1] <= sectionBytes &&
+    typeof v[2] === 'string' &&
+    /^[0-9a-f]{8}$/.test(v[2])
+  );
+}
+
+function isCount(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }
 
 /** An in-memory index of a (trimmed) state, as if it had been written and read back. */
 export function indexOfState(state: TopState, stamp: LogStamp): LoadedIndex {
-  return new LoadedIndex(headerOf(state, stamp), undefined, [], state.domains);
+  return new LoadedIndex(layoutOf(state, stamp).header, undefined, state);
 }
 
-// Encoded domain lines by `top` array identity: a write re-encodes only the
-// domains its batch changed (tops are never mutated, only replaced), and the
-// checksum runs over the parts, so ~100 KB of unchanged lines cost one copy.
-const serializedTops = new WeakMap<readonly ExperienceRecord[], Buffer>();
+// Encoded sections by list identity: a write re-encodes only the domains its
+// batch changed (lists are never mutated, only replaced), so ~100 KB of
+// unchanged sections cost one copy. A pool section refers to its top list.
+const encodedTops = new WeakMap<readonly Entry[], Buffer>();
+const encodedPools = new WeakMap<readonly Entry[], { top: readonly Entry[]; bytes: Buffer }>();
 
-/** The bytes of an index for `state`, covering the log as `stamp` describes it. */
+function encodeTop(top: readonly Entry[]): Buffer {
+  let bytes = encodedTops.get(top);
+  if (bytes === undefined) {
+    bytes = Buffer.from(top.map((e) => e.raw + '\n').join(''));
+    encodedTops.set(top, bytes);
+  }
+  return bytes;
+}
+
+// A pool entry that is also in the top list is stored as its position there:
+// most of a pool's best records are the domain's top records too.
+function encodePool(pool: readonly Entry[], top: readonly Entry[]): Buffer {
+  const cached = encodedPools.get(pool);
+  if (cached !== undefined && cached.top === top) return cached.bytes;
+  const positions = new Map<Entry, number>();
+  top.forEach((e, i) => positions.set(e, i));
+  let text = '';
+  for (const e of pool) {
+    const ref = positions.get(e);
+    text += `[${e.seq},${ref === undefined ? e.raw : ref}]\n`;
+  }
+  const bytes = Buffer.from(text);
+  encodedPools.set(pool, { top, bytes });
+  return bytes;
+}
+
+/** Where each part of an index of `state` goes: its header and its sections, in order. */
+function layoutOf(state: TopState, stamp: LogStamp): { header: IndexHeader; parts: Buffer[] } {
+  const names = [...state.domains.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const parts: Buffer[] = [];
+  let at = 0;
+  const section = (bytes: Buffer): Section => {
+    parts.push(bytes);
+    const s: Section = [at, bytes.length, crc32Hex(bytes)];
+    at += bytes.length;
+    return s;
+  };
+  const domains = names.map((domain) => {
+    const d = state.domains.get(domain)!;
+    const top = d.top.length > state.k ? d.top.slice(0, state.k) : d.top;
+    return { domain, count: d.count, top: section(encodeTop(top)), pool: section(encodePool(d.pool, top)) };
+  });
+  return { header: { k: state.k, log: stamp, records: state.records, malformed: state.malformed, domains }, parts };
+}
+
+/** The bytes of an index for `state` (trimmed), covering the log as `stamp` describes it. */
 export function serializeIndex(state: TopState, stamp: LogStamp): Buffer {
-  const header = headerOf(state, stamp);
-  const parts: Buffer[] = [Buffer.from(JSON.stringify(header) + '\n')];
-  for (const { domain: name } of header.domains) {
-    const top = state.domains.get(name)!.top;
-    let line = serializedTops.get(top);
-    if (line === undefined) {
-      const kept = top.length > state.k ? top.slice(0, state.k) : top;
-      line = Buffer.from(`{"domain":${JSON.stringify(name)},"top":[${kept.map(encodeRecord).join(',')}]}\n`);
-      serializedTops.set(top, line);
-    }
-    parts.push(line);
-  }
-  const bytes = parts.reduce((n, part) => n + part.length, 0);
-  const trailer = JSON.stringify({ crc32: crc32Hex(parts), bytes });
-  parts.push(Buffer.from(trailer + '\n'));
-  return Buffer.concat(parts);
+  const { header, parts } = layoutOf(state, stamp);
+  const headerLine = Buffer.from(JSON.stringify(header) + '\n');
+  const prefix = JSON.stringify({ format: INDEX_FORMAT, version: INDEX_VERSION, header: { bytes: headerLine.length, crc32: crc32Hex(headerLine) } });
+  return Buffer.concat([Buffer.from(prefix + '\n'), headerLine, ...parts]);
 }
 
-/**
- * Replace the index atomically. Callers hold the task's lock: write-file-atomic's
- * temp names are unique per process, not across hosts or PID namespaces. No
- * fsync: after a power loss the index may be empty or old, which readers detect
- * (checksum, stamp) and pay for with a rescan, never with a wrong answer.
- * Synchronous: the async form makes ten round trips through libuv's pool for
- * ~100 KB, several times the cost of the whole write (docs/benchmarks.md).
- */
-export async function writeIndex(indexPath: string, state: TopState, stamp: LogStamp): Promise<void> {
-  writeFileAtomic.sync(indexPath, serializeIndex(state, stamp), { fsync: false });
+/** CRC-32 (zlib polynomial) as 8 lowercase hex digits. */
+export function crc32Hex(bytes: Uint8Array): string {
+  return (crc32(bytes) >>> 0).toString(16).padStart(8, '0');
 }
 
-/**
- * A record as JSON that parses back to an equal value. JSON.stringify writes -0
- * as 0, so a record whose log line held a literal -0 (JSON.stringify never
- * writes one, but other writers may) would come back from the index unequal to
- * a full scan's; such records take the slow path that keeps the sign.
- */
-export function encodeRecord(record: ExperienceRecord): string {
-  if (!hasNegativeZero(record)) return JSON.stringify(record);
-  return JSON.stringify(record, (_key, value: unknown) => (Object.is(value, -0) ? NEGATIVE_ZERO : value)).replaceAll(
-    JSON.stringify(NEGATIVE_ZERO),
-    '-0',
-  );
-}
-
-// A placeholder no log line holds: a NUL and a random tag, fixed per process.
-const NEGATIVE_ZERO = `\u0000-0:${createHash('sha256').update(String(Math.random())).digest('hex').slice(0, 16)}`;
-
-function hasNegativeZero(value: unknown): boolean {
-  if (typeof value === 'number') return Object.is(value, -0);
-  if (typeof value !== 'object' || value === null) return false;
-  for (const item of Array.isArray(value) ? value : Object.values(value)) {
-    if (hasNegativeZero(item)) return true;
-  }
-  return false;
-}
-
-/** CRC-32 of the bytes of `parts` in order, as 8 lowercase hex digits. */
-function crc32Hex(parts: readonly Buffer[]): string {
-  let crc = 0;
-  for (const part of parts) crc = crc32(part, crc);
-  return (crc >>> 0).toString(16).padStart(8, '0');
-}
-
-/** `sha256:<hex>` of the up to FINGERPRINT_BYTES bytes of the log before `offset`. */
+/** `crc32:<hex>` of the up to FINGERPRINT_BYTES bytes of the log before `offset`. */
 export function fingerprintOf(bytes: Buffer): string {
-  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+  return `crc32:${crc32Hex(bytes)}`;
 }
 
 /** Read [max(0, offset - FINGERPRINT_BYTES), offset) of an open log and fingerprint it. */
@@ -298,7 +395,7 @@ export function fingerprintAt(fd: number, offset: number): string {
 /**
  * Whether the log at `logPath` still holds, before `stamp.offset`, the bytes the
  * index was built from, and no complete line after it within `stamp.size`.
- * Used when size and mtime alone cannot be trusted (see docs: "racy logs").
+ * Used when size and times alone cannot be trusted (see docs: "racy logs").
  */
 export function logMatchesStamp(logPath: string, stamp: LogStamp): boolean {
   let fd: number;
@@ -317,21 +414,83 @@ export function logMatchesStamp(logPath: string, stamp: LogStamp): boolean {
 /** logMatchesStamp on an open log. */
 export function logMatchesStampAt(fd: number, stamp: LogStamp): boolean {
   try {
-    if (fingerprintAt(fd, stamp.offset) !== stamp.fingerprint) return false;
-    if (stamp.size > stamp.offset) return !readExactly(fd, stamp.offset, stamp.size - stamp.offset).includes(0x0a);
-    return true;
+    const start = Math.max(0, stamp.offset - FINGERPRINT_BYTES);
+    // One read covers the fingerprinted bytes and the partial tail after them.
+    const bytes = readExactly(fd, start, stamp.size - start);
+    if (fingerprintOf(bytes.subarray(0, stamp.offset - start)) !== stamp.fingerprint) return false;
+    return !bytes.subarray(stamp.offset - start).includes(0x0a);
   } catch {
     return false;
   }
 }
 
+/** Exactly `length` bytes at `position`; InvalidIndexError when the file is shorter. */
 export function readExactly(fd: number, position: number, length: number): Buffer {
-  const buffer = Buffer.alloc(length);
+  const buffer = readAt(fd, position, length);
+  if (buffer.length !== length) throw new InvalidIndexError('log is shorter than the index says');
+  return buffer;
+}
+
+/** Up to `length` bytes at `position` (fewer only at the end of the file). */
+function readAt(fd: number, position: number, length: number): Buffer {
+  const buffer = Buffer.allocUnsafe(length);
   let filled = 0;
   while (filled < length) {
     const n = readSync(fd, buffer, filled, length - filled, position + filled);
-    if (n === 0) throw new InvalidIndexError('log is shorter than the index says');
+    if (n === 0) break;
     filled += n;
   }
-  return buffer;
+  return filled === length ? buffer : buffer.subarray(0, filled);
+}
+
+function readRange(filePath: string, position: number, length: number): Buffer {
+  let fd: number;
+  try {
+    fd = openSync(filePath, 'r');
+  } catch (err) {
+    throw new InvalidIndexError(`cannot reopen the index (${errorCode(err) ?? 'error'})`);
+  }
+  try {
+    return readAt(fd, position, length);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+type WriteFileAtomic = typeof import('write-file-atomic');
+let writeFileAtomic: WriteFileAtomic | undefined;
+
+/**
+ * Replace the index atomically with write-file-atomic (temp file + rename). The
+ * caller holds the task's lock: its temp names are unique per process, not
+ * across hosts or PID namespaces. No fsync: after a power loss the index may be
+ * empty or old, which readers detect (checksums, stamp) and pay for with a
+ * rescan, never with a wrong answer.
+ *
+ * write-file-atomic's sync path ignores the count a write returns, so on a full
+ * disk it would rename a truncated temp file over a good index. We hand it no
+ * data and write the temp file ourselves in its `tmpfileCreated` hook, looping
+ * on short writes; a failure there throws, and write-file-atomic removes the
+ * temp file and leaves the old index in place. Loaded on the first write only:
+ * a process that only reads never pays for it.
+ */
+export async function writeIndex(indexPath: string, bytes: Buffer): Promise<void> {
+  writeFileAtomic ??= (await import('write-file-atomic')).default;
+  writeFileAtomic.sync(indexPath, null as unknown as string, {
+    fsync: false,
+    tmpfileCreated: (tmpfile: string) => writeWhole(tmpfile, bytes),
+  });
+}
+
+function writeWhole(file: string, bytes: Buffer): void {
+  const fd = openSync(file, 'w');
+  try {
+    for (let written = 0; written < bytes.length; ) {
+      const n = writeSync(fd, bytes, written, bytes.length - written);
+      if (n <= 0) throw Object.assign(new Error(`short write to ${file}`), { code: 'EIO' });
+      written += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
 }

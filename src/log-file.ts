@@ -3,8 +3,8 @@
  * purpose: each call is microseconds, where a round trip through libuv's pool
  * costs tens of them (docs/benchmarks.md), and these run under the task's lock.
  */
-import { closeSync, fstatSync, openSync, readSync, statSync, writeSync, type BigIntStats } from 'node:fs';
-import { errorCode, ioError } from './errors.js';
+import { closeSync, fstatSync, ftruncateSync, openSync, readSync, statSync, writeSync, type BigIntStats } from 'node:fs';
+import { errorCode, ExperienceStoreError, ioError } from './errors.js';
 import type { LogStat } from './freshness.js';
 
 function toLogStat(s: BigIntStats): LogStat {
@@ -21,8 +21,12 @@ export function statLog(logPath: string): LogStat | undefined {
   }
 }
 
-export function fstatLog(fd: number): LogStat {
-  return toLogStat(fstatSync(fd, { bigint: true }));
+export function fstatLog(fd: number, logPath = 'the log'): LogStat {
+  try {
+    return toLogStat(fstatSync(fd, { bigint: true }));
+  } catch (err) {
+    throw ioError('stat the log', logPath, err);
+  }
 }
 
 /** Open the log for reading; undefined when it does not exist. */
@@ -44,30 +48,74 @@ export function openLogForAppending(logPath: string): number {
   }
 }
 
-/** Run `fn` on the open log, closing it whatever happens. */
-export async function withLog<T>(fd: number, fn: (fd: number) => Promise<T>): Promise<T> {
+/**
+ * Run `fn` on the open log, closing it whatever happens. A failing close after
+ * `fn` failed is dropped: the first failure is the one reported.
+ */
+export async function withLog<T>(fd: number, fn: (fd: number) => Promise<T>, logPath = 'the log'): Promise<T> {
+  let result: T;
   try {
-    return await fn(fd);
-  } finally {
+    result = await fn(fd);
+  } catch (err) {
+    closeQuietly(fd);
+    throw err;
+  }
+  try {
     closeSync(fd);
+  } catch (err) {
+    throw ioError('close the log', logPath, err);
+  }
+  return result;
+}
+
+/** Close, ignoring errors: for cleanup after a failure, or after a commit point. */
+export function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // see above
   }
 }
 
-export function endsWithNewline(fd: number, size: number): boolean {
+export function endsWithNewline(fd: number, size: number, logPath = 'the log'): boolean {
   if (size === 0) return true;
   const buffer = Buffer.alloc(1);
-  return readSync(fd, buffer, 0, 1, size - 1) === 1 && buffer[0] === 0x0a;
+  try {
+    return readSync(fd, buffer, 0, 1, size - 1) === 1 && buffer[0] === 0x0a;
+  } catch (err) {
+    throw ioError('read the end of the log', logPath, err);
+  }
 }
 
 /**
- * Append `bytes` with one write on an O_APPEND descriptor: concurrent appenders
- * (older writers that skip the lock) can never interleave inside it. A short
- * write (disk full, a signal) is continued, still at the end of the file.
+ * Append `bytes` as one batch, all or nothing. One write of the whole payload
+ * on an O_APPEND descriptor, so appenders that skip the lock can never
+ * interleave inside it; a short write (disk full, a signal) is continued, still
+ * at the end of the file. If any write fails, the log is cut back to `sizeBefore`
+ * (the caller holds the lock, so no writer of ours appended meanwhile) and the
+ * first failure is thrown: no part of a failed batch stays in the log. When the
+ * cut fails too, the error says so: that double fault is the one case where
+ * part of a failed batch can remain (docs/index-format.md, "Crash safety").
  */
-export function appendToLog(fd: number, bytes: Buffer, logPath: string): void {
+export function appendToLog(fd: number, bytes: Buffer, sizeBefore: number, logPath: string): void {
+  let written = 0;
   try {
-    for (let written = 0; written < bytes.length; ) written += writeSync(fd, bytes, written, bytes.length - written);
+    while (written < bytes.length) written += writeSync(fd, bytes, written, bytes.length - written);
   } catch (err) {
+    if (written === 0 && errorCode(err) !== 'EINTR') {
+      // Nothing reached the file: nothing to cut. (A write that fails outright writes no byte.)
+      throw ioError('append to the log', logPath, err);
+    }
+    try {
+      ftruncateSync(fd, sizeBefore);
+    } catch (cutErr) {
+      throw new ExperienceStoreError(
+        'EXP_IO',
+        `cannot append to ${logPath}: ${errorCode(err) ?? 'error'}, and cutting the partial batch back failed too ` +
+          `(${errorCode(cutErr) ?? 'error'}): the log may end with part of this batch; run experience-store verify and check the disk`,
+        { cause: err },
+      );
+    }
     throw ioError('append to the log', logPath, err);
   }
 }

@@ -1,11 +1,17 @@
 /** Checking what callers pass to fetches: a bad query is the caller's error, named precisely. */
 import { ExperienceStoreError } from './errors.js';
 import { taskIdProblem } from './paths.js';
+import type { SelectQuery } from './selection.js';
 
+/** A `fetchTop` query. */
 export interface FetchQuery {
+  /** The domain to read; trimmed before matching. An empty domain gives `[]`. */
   domain: string;
+  /** How many records at most; `limit <= 0` gives `[]`. Fractions are floored. */
   limit: number;
+  /** Leave out records whose score (gtScore + relativeRank) is below this. */
   minReward?: number;
+  /** Read this task only; default every task directory under `outDir`. */
   taskId?: string;
 }
 
@@ -16,22 +22,33 @@ export function checkTaskId(field: string, taskId: unknown): string {
   return taskId;
 }
 
+function checkCommon(query: unknown, shape: string): { domain: string; limit: number; taskId: string | undefined } {
+  if (typeof query !== 'object' || query === null) {
+    throw new ExperienceStoreError('EXP_INVALID_INPUT', `query must be an object ${shape}`);
+  }
+  const q = query as Record<string, unknown>;
+  if (typeof q.domain !== 'string') throw new ExperienceStoreError('EXP_INVALID_INPUT', 'query.domain must be a string');
+  if (typeof q.limit !== 'number' || Number.isNaN(q.limit)) {
+    throw new ExperienceStoreError('EXP_INVALID_INPUT', `query.limit must be a number, got ${String(q.limit)}`);
+  }
+  return {
+    domain: q.domain.trim(),
+    limit: Math.floor(q.limit),
+    taskId: q.taskId === undefined ? undefined : checkTaskId('query.taskId', q.taskId),
+  };
+}
+
 /** The query with its domain trimmed and its limit a whole number. */
 export function checkQuery(query: FetchQuery): FetchQuery {
-  if (typeof query !== 'object' || query === null) {
-    throw new ExperienceStoreError('EXP_INVALID_INPUT', 'query must be an object { domain, limit, minReward?, taskId? }');
-  }
-  if (typeof query.domain !== 'string') throw new ExperienceStoreError('EXP_INVALID_INPUT', 'query.domain must be a string');
-  if (typeof query.limit !== 'number' || Number.isNaN(query.limit)) {
-    throw new ExperienceStoreError('EXP_INVALID_INPUT', `query.limit must be a number, got ${String(query.limit)}`);
-  }
+  const common = checkCommon(query, '{ domain, limit, minReward?, taskId? }');
   if (query.minReward !== undefined && (typeof query.minReward !== 'number' || Number.isNaN(query.minReward))) {
     throw new ExperienceStoreError('EXP_INVALID_INPUT', `query.minReward must be a number, got ${String(query.minReward)}`);
   }
-  return {
-    domain: query.domain.trim(),
-    limit: Math.floor(query.limit),
-    minReward: query.minReward,
-    taskId: query.taskId === undefined ? undefined : checkTaskId('query.taskId', query.taskId),
-  };
+  return { ...common, minReward: query.minReward };
+}
+
+/** A selectTop query checked the same way; `minScore` and `policy` are checked when the policy is resolved. */
+export function checkSelectQuery(query: SelectQuery): SelectQuery {
+  const common = checkCommon(query, '{ domain, limit, minScore?, taskId?, policy? }');
+  return { ...common, minScore: query.minScore, policy: query.policy };
 }

@@ -1,82 +1,89 @@
 /**
- * Records: the input schema `recordBatch` accepts, the record schema a log line
- * must match, and the one ranking every path (index, tail, full scan) shares.
+ * Records: the input `recordBatch` accepts, the record a log line must be, and
+ * the one ranking every path (index, tail, full scan) shares. The checks here
+ * are hand-written guards that build no copies; src/schemas.ts holds the zod
+ * schemas they are proven to agree with (test/record.test.ts), loaded only to
+ * explain a rejected input.
  */
-import { randomBytes } from 'node:crypto';
-import { z } from 'zod';
 import { ExperienceStoreError } from './errors.js';
 import { taskIdProblem } from './paths.js';
 
-// Input numbers may be NaN or ±Infinity (they become 0); only the type is checked here.
-const AnyNumber = z.custom<number>((v) => typeof v === 'number', { error: 'must be a number' });
+/** One tool's usage in a run: tokens spent, latency in milliseconds, cost in US dollars. */
+export interface ToolStat {
+  tool: string;
+  tokens: number;
+  latencyMs: number;
+  costUsd: number;
+  [extra: string]: unknown;
+}
 
-export const ToolStatInput = z.object({
-  tool: z.string({ error: 'must be a string' }),
-  tokens: AnyNumber,
-  latencyMs: AnyNumber,
-  costUsd: AnyNumber,
-});
+/** The reward of a run; a record's score is `gtScore + relativeRank`. */
+export interface ExperienceReward {
+  gtScore: number;
+  relativeRank: number;
+  [extra: string]: unknown;
+}
 
-export const ExperienceInput = z.object({
-  runId: z.string({ error: 'must be a string' }),
-  taskId: z.string({ error: 'must be a string' }).check((ctx) => {
-    const problem = taskIdProblem(ctx.value);
-    if (problem) ctx.issues.push({ code: 'custom', message: problem, input: ctx.value });
-  }),
-  epoch: z.union([AnyNumber, z.null()], { error: 'must be a number or null' }),
-  groupId: z.union([z.string(), z.null()], { error: 'must be a string or null' }),
-  summary: z.string({ error: 'must be a string' }),
-  reward: z.object(
-    { gtScore: AnyNumber, relativeRank: AnyNumber },
-    { error: 'must be an object { gtScore, relativeRank }' },
-  ),
-  toolStats: z.array(ToolStatInput, { error: 'must be an array of { tool, tokens, latencyMs, costUsd }' }),
-  stampSignature: z.string({ error: 'must be a string' }).check((ctx) => {
-    if (!STAMP_PATTERN.test(ctx.value)) {
-      ctx.issues.push({
-        code: 'custom',
-        message: `must be 64 hex characters, got ${describeString(ctx.value)}`,
-        input: ctx.value,
-      });
-    }
-  }),
-  domain: z.string({ error: 'must be a string' }).check((ctx) => {
-    if (ctx.value.trim() === '') ctx.issues.push({ code: 'custom', message: 'must not be empty', input: ctx.value });
-  }),
-});
-export type ExperienceInput = z.input<typeof ExperienceInput>;
+/**
+ * What a caller passes to `recordBatch`: one run's experience. Numbers may be
+ * non-finite (they are stored as 0, a non-finite `epoch` as null).
+ */
+export interface ExperienceInput {
+  runId: string;
+  /** The task whose log receives the record: a directory name under `outDir` (at most 128 UTF-8 bytes). */
+  taskId: string;
+  epoch: number | null;
+  groupId: string | null;
+  /** Free text; cut to `maxSummaryWords` words, white space collapsed. */
+  summary: string;
+  reward: { gtScore: number; relativeRank: number };
+  toolStats: Array<{ tool: string; tokens: number; latencyMs: number; costUsd: number }>;
+  /** 64 hex characters. */
+  stampSignature: string;
+  /** Non-empty after trim; stored trimmed. */
+  domain: string;
+}
 
-// Log lines: types only. Formats (id, stamp, ISO date) are not checked, so that
-// records written by any older writer stay readable. Unknown fields are kept.
-const FiniteNumber = z.number();
-export const ToolStat = z.looseObject({
-  tool: z.string(),
-  tokens: FiniteNumber,
-  latencyMs: FiniteNumber,
-  costUsd: FiniteNumber,
-});
-export type ToolStat = z.infer<typeof ToolStat>;
+/**
+ * One line of `<outDir>/<taskId>/experiences.jsonl`, as written by `recordBatch`
+ * or by older writers. Unknown extra fields are kept and returned.
+ */
+export interface ExperienceRecord {
+  /** `exp-<base36 ms>-<6 hex>` when written by this library (not checked on read). */
+  id: string;
+  runId: string;
+  taskId: string;
+  epoch: number | null;
+  groupId: string | null;
+  /** The summary cut to at most `maxSummaryWords` words. */
+  summary32: string;
+  reward: ExperienceReward;
+  toolStats: ToolStat[];
+  stampSignature: string;
+  domain: string;
+  /** ISO-8601 time of the batch. */
+  createdAt: string;
+  /** The manifest path passed to `recordBatch`. */
+  manifestPath: string;
+  [extra: string]: unknown;
+}
 
-export const ExperienceRecord = z.looseObject({
-  id: z.string(),
-  runId: z.string(),
-  taskId: z.string(),
-  epoch: FiniteNumber.nullable(),
-  groupId: z.string().nullable(),
-  summary32: z.string(),
-  reward: z.looseObject({ gtScore: FiniteNumber, relativeRank: FiniteNumber }),
-  toolStats: z.array(ToolStat),
-  stampSignature: z.string(),
-  domain: z.string().min(1),
-  createdAt: z.string(),
-  manifestPath: z.string(),
-});
-export type ExperienceRecord = z.infer<typeof ExperienceRecord>;
+export const STAMP_PATTERN = /^[0-9a-fA-F]{64}$/;
 
-const STAMP_PATTERN = /^[0-9a-fA-F]{64}$/;
+/**
+ * Task ids become a directory name, a lock file name and temp names beside
+ * them: at most this many UTF-8 bytes keeps every derived name within NAME_MAX
+ * (255 bytes on Linux and macOS). Older directories with longer names are still
+ * read; only writers refuse them.
+ */
+export const MAX_TASK_ID_BYTES = 128;
 
-function describeString(value: string): string {
-  return value.length === 0 ? 'an empty string' : `${value.length} character(s)`;
+/** Why `taskId` cannot be written to, or undefined when it can. */
+export function taskIdOrLengthProblem(taskId: string): string | undefined {
+  const problem = taskIdProblem(taskId);
+  if (problem !== undefined) return problem;
+  const bytes = Buffer.byteLength(taskId);
+  return bytes > MAX_TASK_ID_BYTES ? `must be at most ${MAX_TASK_ID_BYTES} UTF-8 bytes, got ${bytes}` : undefined;
 }
 
 /**
@@ -133,21 +140,43 @@ export function parseRecordLine(line: string): ExperienceRecord | undefined {
   return isExperienceRecord(value) ? value : undefined;
 }
 
+// Plain objects and arrays up to this depth are copied field by field; deeper
+// data (any depth is valid JSON) is copied by re-parsing the record's line, so
+// no path recurses without bound over record contents.
+const MAX_COPY_DEPTH = 32;
+
 /**
- * A deep copy of JSON data, which records are (parsed from log or index lines):
- * five times faster than structuredClone, which a hot fetch would otherwise
- * spend most of its time in. An own "__proto__" key stays an own key.
+ * A copy of `record` that callers may mutate: five times faster than
+ * structuredClone for the shallow records logs hold, and exact for any depth
+ * (`raw` is the record's own JSON text). An own "__proto__" key stays an own key.
  */
-export function cloneJson<T>(value: T): T {
+export function copyRecord(record: ExperienceRecord, raw: string): ExperienceRecord {
+  const copy = copyJson(record, 0);
+  return copy === TOO_DEEP ? (JSON.parse(raw) as ExperienceRecord) : (copy as ExperienceRecord);
+}
+
+const TOO_DEEP = Symbol('too deep');
+
+function copyJson(value: unknown, depth: number): unknown {
   if (typeof value !== 'object' || value === null) return value;
-  if (Array.isArray(value)) return value.map(cloneJson) as T;
+  if (depth >= MAX_COPY_DEPTH) return TOO_DEEP;
+  if (Array.isArray(value)) {
+    const out = new Array<unknown>(value.length);
+    for (let i = 0; i < value.length; i++) {
+      const item = copyJson(value[i], depth + 1);
+      if (item === TOO_DEEP) return TOO_DEEP;
+      out[i] = item;
+    }
+    return out;
+  }
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(value)) {
-    const copy = cloneJson((value as Record<string, unknown>)[key]);
-    if (key === '__proto__') Object.defineProperty(out, key, { value: copy, enumerable: true, writable: true, configurable: true });
-    else out[key] = copy;
+    const item = copyJson((value as Record<string, unknown>)[key], depth + 1);
+    if (item === TOO_DEEP) return TOO_DEEP;
+    if (key === '__proto__') Object.defineProperty(out, key, { value: item, enumerable: true, writable: true, configurable: true });
+    else out[key] = item;
   }
-  return out as T;
+  return out;
 }
 
 export function score(record: ExperienceRecord): number {
@@ -173,48 +202,79 @@ export function verifyStamp(record: { stampSignature?: unknown } | null | undefi
 }
 
 /**
+ * The same decision as `ExperienceInput.safeParse(v).success` of src/schemas.ts,
+ * without loading zod: a valid batch never pays for it.
+ */
+export function isExperienceInput(v: unknown): v is ExperienceInput {
+  if (!isPlainObject(v)) return false;
+  const r = v as Record<string, unknown>;
+  if (
+    typeof r.runId !== 'string' ||
+    typeof r.taskId !== 'string' ||
+    taskIdOrLengthProblem(r.taskId) !== undefined ||
+    (r.epoch !== null && typeof r.epoch !== 'number') ||
+    (r.groupId !== null && typeof r.groupId !== 'string') ||
+    typeof r.summary !== 'string' ||
+    typeof r.stampSignature !== 'string' ||
+    !STAMP_PATTERN.test(r.stampSignature) ||
+    typeof r.domain !== 'string' ||
+    r.domain.trim() === ''
+  ) {
+    return false;
+  }
+  const reward = r.reward;
+  if (!isPlainObject(reward)) return false;
+  const { gtScore, relativeRank } = reward as Record<string, unknown>;
+  if (typeof gtScore !== 'number' || typeof relativeRank !== 'number') return false;
+  const toolStats = r.toolStats;
+  if (!Array.isArray(toolStats)) return false;
+  for (const stat of toolStats) {
+    if (!isPlainObject(stat)) return false;
+    const s = stat as Record<string, unknown>;
+    if (typeof s.tool !== 'string' || typeof s.tokens !== 'number' || typeof s.latencyMs !== 'number' || typeof s.costUsd !== 'number') {
+      return false;
+    }
+  }
+  return true;
+}
+
+// zod's z.object accepts any non-null, non-array object (class instances included).
+function isPlainObject(v: unknown): boolean {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
  * Validate a whole batch before anything is written. Throws EXP_INVALID_INPUT
  * naming the first bad field, e.g. `inputs[2].stampSignature must be 64 hex
  * characters, got 63 character(s); nothing was written`.
  */
-export function validateBatch(inputs: unknown): z.output<typeof ExperienceInput>[] {
+export async function validateBatch(inputs: unknown): Promise<ExperienceInput[]> {
   if (!Array.isArray(inputs)) {
     throw invalidInput('inputs must be an array of experience inputs');
   }
-  const parsed: z.output<typeof ExperienceInput>[] = [];
   for (let i = 0; i < inputs.length; i++) {
     const input: unknown = inputs[i];
     if (typeof input !== 'object' || input === null || Array.isArray(input)) {
       throw invalidInput(`inputs[${i}] must be an object`);
     }
-    const result = ExperienceInput.safeParse(input);
-    if (!result.success) {
-      const issue = result.error.issues[0]!;
-      const field = formatPath(['inputs', i, ...issue.path]);
-      throw invalidInput(`${field} ${issue.message}`);
+    if (!isExperienceInput(input)) {
+      const { explainInput } = await import('./schemas.js');
+      throw invalidInput(explainInput(input, i) ?? `inputs[${i}] is not a valid experience input`);
     }
-    parsed.push(result.data);
   }
-  const first = parsed[0]?.taskId;
-  const other = parsed.findIndex((p) => p.taskId !== first);
+  const valid = inputs as ExperienceInput[];
+  const first = valid[0]?.taskId;
+  const other = valid.findIndex((p) => p.taskId !== first);
   if (other > 0) {
     throw invalidInput(
-      `inputs[${other}].taskId is "${parsed[other]!.taskId}" but inputs[0].taskId is "${first}": one batch must belong to one task`,
+      `inputs[${other}].taskId is "${valid[other]!.taskId}" but inputs[0].taskId is "${first}": one batch must belong to one task`,
     );
   }
-  return parsed;
+  return valid;
 }
 
 function invalidInput(message: string): Error {
   return new ExperienceStoreError('EXP_INVALID_INPUT', `${message}; nothing was written`);
-}
-
-function formatPath(path: ReadonlyArray<PropertyKey>): string {
-  let out = '';
-  for (const part of path) {
-    out += typeof part === 'number' ? `[${part}]` : out === '' ? String(part) : `.${String(part)}`;
-  }
-  return out;
 }
 
 export interface NormalizeOptions {
@@ -224,7 +284,7 @@ export interface NormalizeOptions {
 }
 
 /** Build the record line shape existing logs hold, from one validated input. */
-export function normalizeInput(input: z.output<typeof ExperienceInput>, options: NormalizeOptions): ExperienceRecord {
+export function normalizeInput(input: ExperienceInput, options: NormalizeOptions): ExperienceRecord {
   const words = input.summary.split(/\s+/).filter((w) => w !== '');
   return {
     id: newRecordId(options.now),
@@ -253,18 +313,12 @@ function finiteOrZero(n: number): number {
   return Number.isFinite(n) ? n + 0 : 0;
 }
 
-// Ids draw their random part from a pool: one randomBytes call per 1,024 ids,
-// where one per id cost a recordBatch of 8 some 30 µs (docs/benchmarks.md).
-const ID_POOL_BYTES = 3 * 1024;
-let idPool = Buffer.alloc(0);
-let idPoolAt = 0;
-
-/** `exp-<base36 ms>-<6 hex>`, the id format existing logs hold. */
+/**
+ * `exp-<base36 ms>-<6 hex>`, the id format existing logs hold. Ids need to be
+ * unique, not unpredictable: Math.random gives 24 bits as well as a CSPRNG does,
+ * without loading node:crypto into a process that only writes one batch.
+ */
 export function newRecordId(now: Date): string {
-  if (idPoolAt + 3 > idPool.length) {
-    idPool = randomBytes(ID_POOL_BYTES);
-    idPoolAt = 0;
-  }
-  idPoolAt += 3;
-  return `exp-${now.getTime().toString(36)}-${idPool.toString('hex', idPoolAt - 3, idPoolAt)}`;
+  const random = Math.floor(Math.random() * 0x1000000);
+  return `exp-${now.getTime().toString(36)}-${random.toString(16).padStart(6, '0')}`;
 }

@@ -4,7 +4,7 @@
  */
 import { readLines, type ReadBudget } from './line-reader.js';
 import { parseRecordLine } from './record.js';
-import { addRecord, type TopState } from './top-k.js';
+import { addRecord, newEntry, type Caps, type Entry, type TopState } from './top-k.js';
 
 export interface ScanResult {
   /** The state after the scan (the one passed in, added to). */
@@ -18,8 +18,10 @@ export interface ScanResult {
 
 export interface ScanOptions {
   budget?: ReadBudget;
-  /** Records kept for a domain; defaults to state.k. A fetch asks more of the domain it answers. */
-  capFor?: (domain: string) => number;
+  /** Records kept per list for a domain; defaults to state.k for both. A fetch asks more of the domain it answers. */
+  capsFor?: (domain: string) => Caps;
+  /** Every record of this domain, in log order, also goes here (a selection over all candidates). */
+  collect?: { domain: string; into: Entry[] };
   onProgress?: (bytesRead: number) => void;
 }
 
@@ -35,15 +37,21 @@ export async function scanLog(
   state: TopState,
   options: ScanOptions = {},
 ): Promise<ScanResult> {
-  const capFor = options.capFor ?? (() => state.k);
+  const both: Caps = { top: state.k, pool: state.k };
+  const capsFor = options.capsFor ?? (() => both);
+  const collect = options.collect;
   const result = await readLines(
     fd,
     from,
     to,
     (line) => {
       const record = parseRecordLine(line);
-      if (record === undefined) state.malformed++;
-      else addRecord(state, record, capFor(record.domain));
+      if (record === undefined) {
+        state.malformed++;
+        return;
+      }
+      if (collect !== undefined && record.domain === collect.domain) collect.into.push(newEntry(record, line, state.records));
+      addRecord(state, record, line, capsFor(record.domain));
     },
     { budget: options.budget, onProgress: options.onProgress },
   );

@@ -1,66 +1,103 @@
 /**
- * ExperienceStore: the append-only log of each task plus its sidecar top-K index.
+ * ExperienceStore: the append-only log of each task plus its sidecar index.
  * Reads answer from the index when it is fresh, read only the new bytes when the
  * log grew, and fall back to a full scan otherwise; every answer equals a plain
  * full scan of the logs on disk. See docs/index-format.md for the argument.
  */
-import { mkdirSync, readdirSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, statSync, unlinkSync } from 'node:fs';
+import path from 'node:path';
 import { catchUp, type CaughtUp } from './catch-up.js';
 import { errorCode, ExperienceStoreError, ioError } from './errors.js';
-import { decideFreshness, stampOf, statKeyEquals, type LogStat } from './freshness.js';
+import { decideFreshness, stampOf, type LogStat } from './freshness.js';
 import { IndexCache } from './index-cache.js';
-import { fingerprintAt, indexOfState, InvalidIndexError, logMatchesStamp, readIndex, writeIndex, type LoadedIndex } from './index-file.js';
-import type { ReadBudget } from './line-reader.js';
-import { DEFAULT_LOCK_RETRY, tryWithTaskLock, withTaskLock, type LockRetry } from './lock.js';
-import {
-  appendToLog,
-  endsWithNewline,
-  fstatLog,
-  openLogForAppending,
-  openLogForReading,
-  statLog,
-  withLog,
-} from './log-file.js';
-import { isValidTaskId, resolveStoreDirs, taskPaths, type TaskPaths } from './paths.js';
-import { checkQuery, checkTaskId, type FetchQuery } from './query.js';
-import { cloneJson, newRecordId, normalizeInput, score, validateBatch, verifyStamp, type ExperienceInput, type ExperienceRecord } from './record.js';
+import { fingerprintAt, indexOfState, InvalidIndexError, readIndex, serializeIndex, writeIndex, type LoadedIndex } from './index-file.js';
+import { DEFAULT_LOCK_RETRY, withTaskLock, type LockRetry } from './lock.js';
+import { appendToLog, closeQuietly, endsWithNewline, fstatLog, openLogForAppending, openLogForReading, withLog } from './log-file.js';
+import { INDEX_FILE, isValidTaskId, resolveStoreDirs, taskPaths, type TaskPaths } from './paths.js';
+import { checkQuery, checkSelectQuery, checkTaskId, type FetchQuery } from './query.js';
+import { copyRecord, newRecordId, normalizeInput, score, validateBatch, verifyStamp, type ExperienceInput, type ExperienceRecord } from './record.js';
 import { budgetForFetch, resolveScanBudget, type ScanBudget } from './scan-budget.js';
 import { scanLog } from './scan.js';
-import { cloneState, emptyState, mergeRanked, trimState, type TopState } from './top-k.js';
+import {
+  isDefaultWeights,
+  resolveSelectionPolicy,
+  selectCompetitive,
+  type ExperienceSelectionResult,
+  type SelectOptions,
+  type SelectQuery,
+} from './selection.js';
+import { TaskReader, type FetchStats, type ReadRequest, type TaskView } from './task-reader.js';
+import { addRecord, cloneState, emptyState, mergeRanked, trimState, type Entry, type TopState } from './top-k.js';
 
 export type { FetchQuery } from './query.js';
+export type { FetchStats } from './task-reader.js';
 
+/** Options of `new ExperienceStore(options)`. A field given as `undefined` keeps its default. */
 export interface ExperienceStoreOptions {
+  /**
+   * Where task logs live: `<outDir>/<taskId>/experiences.jsonl`. Default
+   * `$CODEX_ORCHESTRATOR_OUT_DIR`, else `out`, resolved against
+   * `$CODEX_ORCHESTRATOR_ROOT`, else the working directory.
+   */
   outDir?: string;
+  /**
+   * Where writers' lock files live: `<runsDir>/<taskId>.experiences.lock`. Default
+   * `$CODEX_ORCHESTRATOR_RUNS_DIR`, else `.runs`, resolved like `outDir`. Created
+   * by writers only; readers never create it.
+   */
   runsDir?: string;
+  /** Summaries are cut to this many whitespace-separated words. Default 32. */
   maxSummaryWords?: number;
+  /**
+   * Lock retries across processes: `maxAttempts` (5, counting the first try),
+   * `initialDelayMs` (100), `backoffFactor` (2), `maxDelayMs` (1000), `staleMs`
+   * (300000: a lock whose owner cannot be judged alive or dead is stale after
+   * this long). Out-of-range values throw EXP_INVALID_INPUT at construction.
+   */
   lockRetry?: Partial<LockRetry>;
+  /** The clock for `createdAt` and record ids. Default `() => new Date()`. */
   now?: () => Date;
+  /**
+   * Records kept per domain in an index built where none was valid (an existing
+   * index keeps its own K; `rebuildIndex` sets it). A query with `limit <= K` is
+   * answered from the index. Default 16.
+   */
   indexTopK?: number;
+  /** false: never read or write the index; every fetch is a full scan. Default true. */
   useIndex?: boolean;
+  /**
+   * Cap on the log lines/bytes one fetch reads, across all tasks it reads. Default
+   * from `$CODEX_EXPERIENCE_FETCH_MAX_LINES` / `$CODEX_EXPERIENCE_FETCH_MAX_BYTES`
+   * (positive decimal integers; a malformed value throws EXP_BAD_ENV), else unlimited.
+   */
   scanBudget?: ScanBudget;
+  /**
+   * `'plain'` (default): `fetchTop` returns the plain top records. `'competitive_scoring_v1'`:
+   * `fetchTop(q)` returns `selectTop({ domain, limit, minScore: q.minReward, taskId }).records`,
+   * as the newer orchestrator's store does.
+   */
+  fetchPolicy?: 'plain' | 'competitive_scoring_v1';
 }
 
-export interface FetchStats {
-  indexHits: number;
-  tails: number;
-  fullScans: number;
-  bytesRead: number;
-  linesRead: number;
-}
-
+/** What `fetchTopDetailed` resolves with. */
 export interface FetchResult {
+  /** The same records `fetchTop` gives. */
   records: ExperienceRecord[];
+  /** A scan budget stopped reading before the end of the data: these are the best of what was read. */
   truncated: boolean;
   stats: FetchStats;
 }
 
+/** What `rebuildIndex` resolves with. */
 export interface RebuildResult {
+  /** Tasks whose index was rebuilt (tasks without a log are skipped). */
   tasks: number;
+  /** Valid records read, all of them (not only those kept in the index). */
   records: number;
   malformed: number;
 }
 
+/** Progress of a rebuild, per chunk read. */
 export interface RebuildProgress {
   taskId: string;
   bytesDone: number;
@@ -68,15 +105,13 @@ export interface RebuildProgress {
   records: number;
 }
 
-/** One task's part of an answer: its best records of the domain, before the cross-task merge. */
-interface TaskAnswer {
-  top: readonly ExperienceRecord[];
-  truncated: boolean;
-}
-
-const NO_ANSWER: TaskAnswer = { top: [], truncated: false };
 const DEFAULT_TOP_K = 16;
 
+/**
+ * The experience log of every task under `outDir`, with its sidecar index.
+ * Every method's answer equals a plain full scan of the logs on disk. Errors
+ * are `ExperienceStoreError`s with a stable `code`.
+ */
 export class ExperienceStore {
   readonly outDir: string;
   readonly runsDir: string;
@@ -85,32 +120,50 @@ export class ExperienceStore {
   readonly indexTopK: number;
   readonly useIndex: boolean;
   readonly scanBudget: ScanBudget;
+  readonly fetchPolicy: 'plain' | 'competitive_scoring_v1';
   readonly #now: () => Date;
   readonly #cache = new IndexCache();
+  readonly #reader: TaskReader;
 
+  /** Throws EXP_INVALID_INPUT naming a bad option, EXP_BAD_ENV naming a bad environment variable. */
   constructor(options: ExperienceStoreOptions = {}) {
+    if (typeof options !== 'object' || options === null) throw invalidOption('options must be an object');
     const dirs = resolveStoreDirs(options);
     this.outDir = dirs.outDir;
     this.runsDir = dirs.runsDir;
     this.maxSummaryWords = positiveInteger('maxSummaryWords', options.maxSummaryWords ?? 32);
-    this.lockRetry = { ...DEFAULT_LOCK_RETRY, ...options.lockRetry };
+    this.lockRetry = { ...DEFAULT_LOCK_RETRY, ...definedFields(options.lockRetry) }; // TEMP until lock.ts has resolveLockRetry
     this.indexTopK = positiveInteger('indexTopK', options.indexTopK ?? DEFAULT_TOP_K);
-    this.useIndex = options.useIndex ?? true;
+    const useIndex = options.useIndex ?? true;
+    if (typeof useIndex !== 'boolean') throw invalidOption(`options.useIndex must be a boolean, got ${String(useIndex)}`);
+    this.useIndex = useIndex;
     this.scanBudget = resolveScanBudget(options.scanBudget);
-    this.#now = options.now ?? (() => new Date());
+    const fetchPolicy = options.fetchPolicy ?? 'plain';
+    if (fetchPolicy !== 'plain' && fetchPolicy !== 'competitive_scoring_v1') {
+      throw invalidOption(`options.fetchPolicy must be 'plain' or 'competitive_scoring_v1', got ${JSON.stringify(fetchPolicy)}`);
+    }
+    this.fetchPolicy = fetchPolicy;
+    const now = options.now ?? (() => new Date());
+    if (typeof now !== 'function') throw invalidOption('options.now must be a function returning a Date');
+    this.#now = now;
+    this.#reader = new TaskReader(this.#cache, this.indexTopK);
   }
 
+  /** Whether `record.stampSignature` is 64 hex characters. */
   verifyStamp(record: ExperienceRecord): boolean {
     return verifyStamp(record);
   }
 
   /**
-   * Append a batch to its task's log and bring the index up to date. The whole
-   * batch is validated first: on bad input nothing is written.
+   * Append a batch to its task's log and bring the index up to date; resolves
+   * with the records as written. All or nothing: the whole batch is validated
+   * first (bad input: EXP_INVALID_INPUT, no byte written), and a batch that
+   * fails (EXP_LOCKED, EXP_IO) leaves no part of itself in the log. Once the
+   * append succeeded, the batch is acknowledged whatever happens after.
    */
   async recordBatch(inputs: ExperienceInput[], manifestPath: string): Promise<ExperienceRecord[]> {
     if (Array.isArray(inputs) && inputs.length === 0) return [];
-    const valid = validateBatch(inputs);
+    const valid = await validateBatch(inputs);
     if (typeof manifestPath !== 'string') {
       throw new ExperienceStoreError('EXP_INVALID_INPUT', 'manifestPath must be a string; nothing was written');
     }
@@ -123,72 +176,179 @@ export class ExperienceStore {
       while (ids.has(record.id)) record.id = newRecordId(now);
       ids.add(record.id);
     }
+    const lines = records.map((r) => JSON.stringify(r));
     const paths = taskPaths(this.outDir, this.runsDir, records[0]!.taskId);
     try {
       mkdirSync(paths.dir, { recursive: true });
     } catch (err) {
       throw ioError('create the task directory', paths.dir, err);
     }
-    const payload = records.map((r) => JSON.stringify(r)).join('\n') + '\n';
-    await withTaskLock(paths.lock, paths.taskId, this.lockRetry, () =>
-      withLog(openLogForAppending(paths.log), (fd) => this.#append(paths, fd, payload)),
-    );
+    // Work that scales with the log happens before the lock: a log without a
+    // usable index is scanned here, and caught up under the lock.
+    const scanned = this.useIndex ? await this.#scanUnindexed(paths) : undefined;
+    let committed = false;
+    try {
+      await withTaskLock(paths.lock, paths.taskId, this.lockRetry, async () => {
+        const fd = openLogForAppending(paths.log);
+        try {
+          await this.#append(paths, fd, lines, scanned, () => (committed = true));
+        } finally {
+          closeQuietly(fd);
+        }
+      });
+    } catch (err) {
+      // The append is the commit point: a failure after it (releasing the lock) is not the batch's.
+      if (!committed) throw err;
+    }
     return records;
   }
 
-  // Order under the lock: catch the index up, append, write the index, unlock.
-  // A crash between any two steps leaves an index that is stale, never wrong.
-  async #append(paths: TaskPaths, fd: number, payload: string): Promise<void> {
-    const before = fstatLog(fd);
+  // Order under the lock: catch the index up, append (the commit point), read
+  // back, write the index. A crash between any two steps leaves an index that is
+  // stale, never wrong; a failure before the append leaves the log as it was.
+  async #append(paths: TaskPaths, fd: number, lines: string[], scanned: LoadedIndex | undefined, commit: () => void): Promise<void> {
+    const before = fstatLog(fd, paths.log);
     // A crashed writer may have left a partial last line: terminate it, so it
-    // becomes one malformed line instead of swallowing our first record.
-    const bytes = Buffer.from(endsWithNewline(fd, before.size) ? payload : '\n' + payload);
-    const base = this.useIndex ? await this.#catchUpUnderLock(paths, fd, before).catch(() => undefined) : undefined;
-    appendToLog(fd, bytes, paths.log);
+    // becomes one line instead of swallowing our first record.
+    const terminated = endsWithNewline(fd, before.size, paths.log);
+    const payload = Buffer.from((terminated ? '' : '\n') + lines.join('\n') + '\n');
+    const base = this.useIndex ? await this.#catchUpUnderLock(paths, fd, before, scanned).catch(() => undefined) : undefined;
+    appendToLog(fd, payload, before.size, paths.log);
+    commit();
     if (base === undefined) return;
-
-    // Index = the caught-up state + the bytes since its end, read back as any
-    // reader would read them (our records, and a terminated partial line).
-    const after = fstatLog(fd);
-    const tail = await scanLog(fd, base.end, after.size, cloneState(base.state));
-    const state = trimState(tail.state);
-    const stamp = stampOf(after, tail.end, fingerprintAt(fd, tail.end));
-    this.#cache.remember(paths.index, after, indexOfState(state, stamp), 0);
-    // Best effort: a read-only directory or a full disk must not fail an append
-    // that already happened; readers catch up from the log.
-    await writeIndex(paths.index, state, stamp).catch(() => undefined);
+    try {
+      const after = fstatLog(fd, paths.log);
+      let state: TopState;
+      let end: number;
+      if (terminated && base.end === before.size && after.size === before.size + payload.length) {
+        // The bytes after the caught-up state are exactly our lines: no need to read them back.
+        state = cloneState(base.state);
+        for (const line of lines) addRecord(state, JSON.parse(line) as ExperienceRecord, line, { top: state.k, pool: state.k });
+        end = after.size;
+      } else {
+        // Someone else's bytes too (a remnant we terminated, a foreign append): read back as any reader would.
+        const tail = await scanLog(fd, base.end, after.size, cloneState(base.state));
+        state = tail.state;
+        end = tail.end;
+      }
+      const trimmed = trimState(state);
+      const stamp = stampOf(after, end, fingerprintAt(fd, end));
+      this.#cache.remember(paths.index, after, indexOfState(trimmed, stamp), 0);
+      removeStrayTempFiles(paths.dir);
+      await writeIndex(paths.index, serializeIndex(trimmed, stamp));
+    } catch {
+      // Best effort after the commit point: a read-only directory or a full disk
+      // must not fail an append that already happened; readers catch up from the log.
+    }
   }
 
+  /**
+   * The answer `fetchTop` gives, with how it was obtained. Throws
+   * EXP_INVALID_INPUT for a malformed query, EXP_IO when a log cannot be read.
+   */
+  async fetchTopDetailed(query: FetchQuery): Promise<FetchResult> {
+    if (this.fetchPolicy === 'competitive_scoring_v1') {
+      const q = checkQuery(query);
+      const { records, truncated, stats } = await this.#select(
+        { domain: q.domain, limit: q.limit, minScore: q.minReward, taskId: q.taskId },
+        {},
+      );
+      return { records, truncated, stats };
+    }
+    const q = checkQuery(query);
+    const stats = newStats();
+    if (q.domain === '' || !(q.limit > 0)) return { records: [], truncated: false, stats };
+    const views = await this.#readTasks(q.taskId, { domain: q.domain, limit: q.limit, need: 'top', stats, budget: budgetForFetch(this.scanBudget) });
+    const ranked = mergeRanked(
+      views.map((v) => v.top),
+      q.limit,
+    );
+    const kept = q.minReward === undefined ? ranked : ranked.filter((e) => score(e.record) >= q.minReward!);
+    // Callers own what they get: never hand out the cached objects themselves.
+    return { records: kept.map((e) => copyRecord(e.record, e.raw)), truncated: views.some((v) => v.truncated), stats };
+  }
+
+  /**
+   * The first `limit` records of `domain` (trimmed; all tasks, or `taskId`) with
+   * score >= `minReward`, best first: score desc, createdAt desc, id asc. `[]`
+   * for an empty domain or `limit <= 0`. See `fetchPolicy` for the competitive variant.
+   */
   async fetchTop(query: FetchQuery): Promise<ExperienceRecord[]> {
     return (await this.fetchTopDetailed(query)).records;
   }
 
-  async fetchTopDetailed(query: FetchQuery): Promise<FetchResult> {
-    const q = checkQuery(query);
-    const stats: FetchStats = { indexHits: 0, tails: 0, fullScans: 0, bytesRead: 0, linesRead: 0 };
-    if (q.domain === '' || !(q.limit > 0)) return { records: [], truncated: false, stats };
+  /**
+   * Competitive selection (`competitive_scoring_v1`): spreads `limit` slots across
+   * sources so one prolific run cannot fill them all, and explains every choice.
+   * Exact on every path: equal to the greedy over a full scan. With the default
+   * weights and `limit <= K` it is answered from the index; `diagnostics: 'full'`
+   * lists every candidate (a scan unless the index holds them all). Throws
+   * EXP_INVALID_INPUT naming `selection.policy.<field>` for a bad policy.
+   */
+  async selectTop(query: SelectQuery, options: SelectOptions = {}): Promise<ExperienceSelectionResult> {
+    const { records, diagnostics, truncated } = await this.#select(query, options);
+    return { records, diagnostics, truncated };
+  }
 
-    const budget = budgetForFetch(this.scanBudget);
-    const perTask: (readonly ExperienceRecord[])[] = [];
-    let truncated = false;
-    for (const taskId of q.taskId !== undefined ? [q.taskId] : this.listTasks()) {
-      const paths = taskPaths(this.outDir, this.runsDir, taskId);
-      const answer = this.useIndex
-        ? await this.#readTask(paths, q.domain, q.limit, budget, stats)
-        : await this.#scanTask(paths, q.domain, q.limit, budget, stats);
-      truncated ||= answer.truncated;
-      if (answer.top.length > 0) perTask.push(answer.top);
+  async #select(query: SelectQuery, options: SelectOptions): Promise<ExperienceSelectionResult & { stats: FetchStats }> {
+    const q = checkSelectQuery(query);
+    const policy = resolveSelectionPolicy(q.policy, q.minScore);
+    const full = checkDiagnostics(options);
+    const stats = newStats();
+    if (q.domain === '' || !(q.limit > 0)) {
+      return { ...selectCompetitive([], q.limit, policy), truncated: false, stats };
     }
-    const ranked = mergeRanked(perTask, q.limit);
-    const kept = q.minReward === undefined ? ranked : ranked.filter((r) => score(r) >= q.minReward!);
-    // Callers own what they get: never hand out the cached objects themselves.
-    return { records: cloneJson(kept), truncated, stats };
+    // The pool answers for the default weights; other weights, and full
+    // diagnostics over a domain the pool does not hold whole, need every record.
+    const request: ReadRequest = {
+      domain: q.domain,
+      limit: q.limit,
+      need: isDefaultWeights(policy) ? 'pool' : 'all',
+      stats,
+      budget: budgetForFetch(this.scanBudget),
+    };
+    let views = await this.#readTasks(q.taskId, request);
+    if (full && request.need === 'pool' && views.some((v) => v.pool.length < v.count)) {
+      request.need = 'all';
+      request.budget = budgetForFetch(this.scanBudget);
+      views = await this.#readTasks(q.taskId, request);
+    }
+    const candidates: Entry[] = [];
+    let complete = true;
+    for (const v of views) {
+      // Input order is the greedy's last tie-break: task order, then log order.
+      if (v.all !== undefined) candidates.push(...v.all);
+      else {
+        candidates.push(...[...v.pool].sort((a, b) => a.seq - b.seq));
+        complete &&= v.pool.length === v.count;
+      }
+    }
+    const entryOf = new Map(candidates.map((e) => [e.record, e]));
+    const candidateCount = views.reduce((n, v) => n + v.count, 0);
+    const result = selectCompetitive(
+      candidates.map((e) => e.record),
+      q.limit,
+      policy,
+      { candidateCount, complete },
+    );
+    const records = result.records.map((r) => copyRecord(r, entryOf.get(r)!.raw));
+    return { records, diagnostics: result.diagnostics, truncated: views.some((v) => v.truncated), stats };
+  }
+
+  /** Each task's view of the domain (every task under outDir, or one), in task order. */
+  async #readTasks(taskId: string | undefined, request: ReadRequest): Promise<TaskView[]> {
+    const views: TaskView[] = [];
+    for (const id of taskId !== undefined ? [taskId] : this.listTasks()) {
+      const paths = taskPaths(this.outDir, this.runsDir, id);
+      views.push(this.useIndex ? await this.#reader.read(paths, request) : await this.#reader.scan(paths, request));
+    }
+    return views;
   }
 
   /**
    * Rebuild the index of one task, or of every task, by a full scan with
-   * `indexTopK`. The scan runs without the lock; the lock is taken only to catch
-   * up with appends made meanwhile and to write the index.
+   * `indexTopK` (this sets the index's K). The scan runs without the lock; the
+   * lock is taken only to catch up with appends made meanwhile and to write the index.
    */
   async rebuildIndex(
     taskId?: string,
@@ -218,159 +378,122 @@ export class ExperienceStore {
     const ids: string[] = [];
     for (const entry of entries) {
       if (!isValidTaskId(entry.name)) continue;
-      if (entry.isDirectory() || (entry.isSymbolicLink() && isDirectory(`${this.outDir}/${entry.name}`))) ids.push(entry.name);
+      if (entry.isDirectory() || (entry.isSymbolicLink() && isDirectory(path.join(this.outDir, entry.name)))) ids.push(entry.name);
     }
     return ids.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   }
 
-  /** One task's answer through the index: from memory, from the index file, a tail or a full scan. */
-  async #readTask(paths: TaskPaths, domain: string, limit: number, budget: ReadBudget, stats: FetchStats): Promise<TaskAnswer> {
-    // Hot: the index this instance last parsed or built, if the log has not changed since.
-    if (this.#cache.peek(paths.index)?.canAnswer(domain, limit)) {
-      const log = statLog(paths.log);
-      if (log === undefined) return NO_ANSWER;
-      const cached = this.#cache.match(paths.index, log, paths.log);
-      const top = cached && topOrUndefined(cached, domain);
-      if (top !== undefined) {
-        stats.indexHits++;
-        return { top, truncated: false };
-      }
-    }
-
-    // Cold: read the index first, then stat the log (see docs: a log seen after
-    // its index is never shorter than the index's offset unless it was replaced).
+  /**
+   * Before a writer takes the lock: when neither memory nor the index file can
+   * be caught up cheaply, scan the log now, so the lock is held only for the
+   * bytes appended meanwhile (SPEC "The lock": no O(N) work under the lock).
+   */
+  async #scanUnindexed(paths: TaskPaths): Promise<LoadedIndex | undefined> {
+    if (this.#cache.peek(paths.index) !== undefined) return undefined;
     const read = readIndex(paths.index);
-    const index = read.kind === 'ok' ? read.index : undefined;
-    const log = statLog(paths.log);
-    const decision = decideFreshness(index?.header.log, log);
-    if (decision.kind === 'no-log') return NO_ANSWER;
-    const canAnswer = index?.canAnswer(domain, limit) ?? false;
-    if (decision.kind === 'fresh' && canAnswer) {
-      // Size, mtime and ctime say fresh; confirm by content (a same-size rewrite
-      // within one clock tick is invisible to stat). Reads at most 4 KiB, not counted.
-      const top = logMatchesStamp(paths.log, index!.header.log) ? topOrUndefined(index!, domain) : undefined;
-      if (top !== undefined) {
-        this.#cache.remember(paths.index, log!, index!, Date.now());
-        stats.indexHits++;
-        return { top, truncated: false };
-      }
-    }
-
     const fd = openLogForReading(paths.log);
-    if (fd === undefined) return NO_ANSWER;
-    return withLog(fd, async () => {
-      const opened = fstatLog(fd);
-      const caught = await catchUp(fd, opened, index, decideFreshness(index?.header.log, opened), {
-        fullScanK: this.indexTopK,
-        budget,
-        query: { domain, limit },
-        // The index could not answer from the stat above: do not let a second look use it.
-        forceRescan: !canAnswer || decision.kind === 'fresh' || decision.kind === 'rescan',
-      });
-      if (caught.how === 'tail') stats.tails++;
-      if (caught.how === 'full') stats.fullScans++;
-      stats.bytesRead += caught.bytesRead;
-      stats.linesRead += caught.linesRead;
-      // Never persist or cache what a budget cut short: it is not a function of a log prefix.
-      if (!caught.truncated) await this.#heal(paths, fd, opened, caught);
-      return { top: caught.state.domains.get(domain)?.top ?? [], truncated: caught.truncated };
-    });
+    if (fd === undefined) return undefined;
+    return withLog(
+      fd,
+      async () => {
+        const log = fstatLog(fd, paths.log);
+        const index = read.kind === 'ok' ? read.index : undefined;
+        if (log.size === 0 || decideFreshness(index?.header.log, log).kind !== 'rescan') return undefined;
+        const caught = await catchUp(fd, log, index, { kind: 'rescan', reason: 'no-index' }, { fullScanK: this.indexTopK });
+        const state = trimState(caught.state);
+        return indexOfState(state, stampOf(log, caught.end, fingerprintAt(fd, caught.end)));
+      },
+      paths.log,
+    ).catch(() => undefined);
   }
 
-  /** One task's answer by a full scan that keeps only `limit` records of `domain` (useIndex: false). */
-  async #scanTask(paths: TaskPaths, domain: string, limit: number, budget: ReadBudget, stats: FetchStats): Promise<TaskAnswer> {
-    const fd = openLogForReading(paths.log);
-    if (fd === undefined) return NO_ANSWER;
-    return withLog(fd, async () => {
-      const { size } = fstatLog(fd);
-      if (size === 0) return NO_ANSWER;
-      const scan = await scanLog(fd, 0, size, emptyState(limit), { budget, capFor: (d) => (d === domain ? limit : 0) });
-      stats.fullScans++;
-      stats.bytesRead += scan.bytesRead;
-      stats.linesRead += scan.linesRead;
-      return { top: scan.state.domains.get(domain)?.top ?? [], truncated: scan.truncated };
-    });
-  }
-
-  /** The index state of the log as `log` describes it: from memory, the index file, a tail or a full scan. */
-  async #catchUpUnderLock(paths: TaskPaths, fd: number, log: LogStat): Promise<CaughtUp> {
+  /** The index state of the log as `log` describes it: from memory, a pre-lock scan, the index file, a tail or a full scan. */
+  async #catchUpUnderLock(paths: TaskPaths, fd: number, log: LogStat, scanned: LoadedIndex | undefined): Promise<CaughtUp> {
     const cached = this.#cache.match(paths.index, log, fd);
     if (cached !== undefined) {
       try {
-        const state = cached.toState();
-        return { state, end: cached.header.log.offset, truncated: false, how: 'index', bytesRead: 0, linesRead: 0 };
+        return { state: cached.toState(), end: cached.header.log.offset, truncated: false, how: 'index', bytesRead: 0, linesRead: 0 };
       } catch (err) {
         if (!(err instanceof InvalidIndexError)) throw err;
       }
     }
-    const read = readIndex(paths.index);
-    const index = read.kind === 'ok' ? read.index : undefined;
-    return catchUp(fd, log, index, decideFreshness(index?.header.log, log), { fullScanK: this.indexTopK });
-  }
-
-  /**
-   * Write back what a fetch learned, if the task's lock is free right now and
-   * the log is still exactly what was read. Best effort: never fails the fetch.
-   */
-  async #heal(paths: TaskPaths, fd: number, log: LogStat, caught: CaughtUp): Promise<void> {
-    const state = trimState(caught.state);
-    const stamp = stampOf(log, caught.end, fingerprintAt(fd, caught.end));
-    this.#cache.remember(paths.index, log, indexOfState(state, stamp), Date.now());
-    if (caught.how === 'index') return;
-    try {
-      await tryWithTaskLock(paths.lock, async () => {
-        const now = statLog(paths.log);
-        if (now !== undefined && statKeyEquals(now, log)) await writeIndex(paths.index, state, stamp);
-      });
-    } catch {
-      // The index is a cache: an unwritable directory only costs the next reader a scan.
+    let index = scanned;
+    if (index === undefined) {
+      const read = readIndex(paths.index);
+      index = read.kind === 'ok' ? read.index : undefined;
     }
+    return catchUp(fd, log, index, decideFreshness(index?.header.log, log), { fullScanK: this.indexTopK });
   }
 
   async #rebuildTask(paths: TaskPaths, onProgress?: (p: RebuildProgress) => void): Promise<TopState | undefined> {
     const fd = openLogForReading(paths.log);
     if (fd === undefined) return undefined;
-    const scanned = await withLog(fd, async () => {
-      const log = fstatLog(fd);
-      let bytesDone = 0;
-      const state = emptyState(this.indexTopK);
-      const scan = await scanLog(fd, 0, log.size, state, {
-        onProgress: (n) => {
-          bytesDone += n;
-          onProgress?.({ taskId: paths.taskId, bytesDone, bytesTotal: log.size, records: state.records });
-        },
-      });
-      return { state, stamp: stampOf(log, scan.end, fingerprintAt(fd, scan.end)) };
-    });
+    const scanned = await withLog(
+      fd,
+      async () => {
+        const log = fstatLog(fd, paths.log);
+        let bytesDone = 0;
+        const state = emptyState(this.indexTopK);
+        const scan = await scanLog(fd, 0, log.size, state, {
+          onProgress: (n) => {
+            bytesDone += n;
+            onProgress?.({ taskId: paths.taskId, bytesDone, bytesTotal: log.size, records: state.records });
+          },
+        });
+        return indexOfState(trimState(state), stampOf(log, scan.end, fingerprintAt(fd, scan.end)));
+      },
+      paths.log,
+    );
     return withTaskLock(paths.lock, paths.taskId, this.lockRetry, async () => {
       const again = openLogForReading(paths.log);
       if (again === undefined) return undefined;
-      return withLog(again, async () => {
-        // Catch up with appends made while we scanned, exactly as a tail would.
-        const log = fstatLog(again);
-        const caught = await catchUp(again, log, indexOfState(scanned.state, scanned.stamp), decideFreshness(scanned.stamp, log), {
-          fullScanK: this.indexTopK,
-        });
-        const state = trimState(caught.state);
-        const stamp = stampOf(log, caught.end, fingerprintAt(again, caught.end));
-        try {
-          await writeIndex(paths.index, state, stamp);
-        } catch (err) {
-          throw ioError('write the index', paths.index, err);
-        }
-        this.#cache.remember(paths.index, log, indexOfState(state, stamp), Date.now());
-        return state;
-      });
+      return withLog(
+        again,
+        async () => {
+          // Catch up with appends made while we scanned, exactly as a tail would.
+          const log = fstatLog(again, paths.log);
+          const caught = await catchUp(again, log, scanned, decideFreshness(scanned.header.log, log), { fullScanK: this.indexTopK });
+          const state = trimState(caught.state);
+          const stamp = stampOf(log, caught.end, fingerprintAt(again, caught.end));
+          removeStrayTempFiles(paths.dir);
+          try {
+            await writeIndex(paths.index, serializeIndex(state, stamp));
+          } catch (err) {
+            throw ioError('write the index', paths.index, err);
+          }
+          this.#cache.remember(paths.index, log, indexOfState(state, stamp), Date.now());
+          return state;
+        },
+        paths.log,
+      );
     });
   }
 }
 
-function topOrUndefined(index: LoadedIndex, domain: string): readonly ExperienceRecord[] | undefined {
-  try {
-    return index.top(domain);
-  } catch (err) {
-    if (err instanceof InvalidIndexError) return undefined;
-    throw err;
+function newStats(): FetchStats {
+  return { indexHits: 0, tails: 0, fullScans: 0, bytesRead: 0, linesRead: 0 };
+}
+
+function checkDiagnostics(options: SelectOptions): boolean {
+  if (typeof options !== 'object' || options === null) throw invalidOption("selectTop options must be an object { diagnostics?: 'summary' | 'full' }");
+  const d = options.diagnostics ?? 'summary';
+  if (d !== 'summary' && d !== 'full') throw invalidOption(`options.diagnostics must be 'summary' or 'full', got ${JSON.stringify(d)}`);
+  return d === 'full';
+}
+
+/**
+ * Remove index temp files (`experiences.top.json.<n>`) that a killed writer left.
+ * Called under the task's lock, where no writer of ours can be writing one.
+ */
+function removeStrayTempFiles(dir: string): void {
+  for (const name of readdirSync(dir)) {
+    if (name.startsWith(`${INDEX_FILE}.`) && /^\d+$/.test(name.slice(INDEX_FILE.length + 1))) {
+      try {
+        unlinkSync(path.join(dir, name));
+      } catch {
+        // already gone
+      }
+    }
   }
 }
 
@@ -382,9 +505,18 @@ function isDirectory(p: string): boolean {
   }
 }
 
+function invalidOption(message: string): ExperienceStoreError {
+  return new ExperienceStoreError('EXP_INVALID_INPUT', message);
+}
+
 function positiveInteger(name: string, value: unknown): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
-    throw new ExperienceStoreError('EXP_INVALID_INPUT', `options.${name} must be a positive integer, got ${String(value)}`);
+    throw invalidOption(`options.${name} must be a positive integer, got ${String(value)}`);
   }
   return value;
+}
+
+// TEMP
+function definedFields(o: object | undefined): object {
+  return Object.fromEntries(Object.entries(o ?? {}).filter(([, v]) => v !== undefined));
 }

@@ -9,7 +9,8 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { isValidTaskId } from '../../src/paths.js';
-import { ExperienceRecord } from '../../src/record.js';
+import type { ExperienceRecord } from '../../src/record.js';
+import { ExperienceRecord as RecordSchema } from '../../src/schemas.js';
 
 export interface OracleQuery {
   domain: string;
@@ -64,7 +65,7 @@ export async function oracleRecords(logPath: string): Promise<ExperienceRecord[]
       return [];
     }
     // Keep the parsed value itself (not zod's copy): the answer must be the bytes on disk.
-    return ExperienceRecord.safeParse(value).success ? [value as ExperienceRecord] : [];
+    return RecordSchema.safeParse(value).success ? [value as ExperienceRecord] : [];
   });
 }
 
