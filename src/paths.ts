@@ -61,7 +61,7 @@ export interface StoreDirs {
  */
 export function resolveStoreDirs(
   options: { outDir?: string; runsDir?: string },
-  env: NodeJS.ProcessEnv = process.env,
+  env: Record<string, string | undefined> = process.env,
 ): StoreDirs {
   const root = env.CODEX_ORCHESTRATOR_ROOT || process.cwd();
   return {

@@ -15,7 +15,7 @@ export const MAX_LINES_ENV = 'CODEX_EXPERIENCE_FETCH_MAX_LINES';
 export const MAX_BYTES_ENV = 'CODEX_EXPERIENCE_FETCH_MAX_BYTES';
 
 /** Resolve the budget once, at construction: a bad value fails early, naming where it came from. */
-export function resolveScanBudget(option: ScanBudget | undefined, env: NodeJS.ProcessEnv = process.env): ScanBudget {
+export function resolveScanBudget(option: ScanBudget | undefined, env: Record<string, string | undefined> = process.env): ScanBudget {
   return {
     maxLines: option?.maxLines !== undefined ? checkOption('scanBudget.maxLines', option.maxLines) : fromEnv(env, MAX_LINES_ENV),
     maxBytes: option?.maxBytes !== undefined ? checkOption('scanBudget.maxBytes', option.maxBytes) : fromEnv(env, MAX_BYTES_ENV),
@@ -27,7 +27,7 @@ export function budgetForFetch(budget: ScanBudget): ReadBudget {
   return { linesLeft: budget.maxLines ?? Infinity, bytesLeft: budget.maxBytes ?? Infinity };
 }
 
-function fromEnv(env: NodeJS.ProcessEnv, name: string): number | undefined {
+function fromEnv(env: Record<string, string | undefined>, name: string): number | undefined {
   const raw = env[name];
   if (raw === undefined || raw === '') return undefined;
   // Decimal digits only ("007" is 7): "1e3", "0x10", " 5" and "-5" are typos more often than intent.
