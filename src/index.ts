@@ -4,7 +4,7 @@
  * across sources by competitive selection) without rescanning the log.
  */
 export { ExperienceStore } from './store.js';
-export type { ExperienceStoreOptions, FetchQuery, FetchResult, FetchStats, RebuildProgress, RebuildResult } from './store.js';
+export type { ExperienceStoreOptions, FetchQuery, FetchResult, FetchStats, RebuildProgress, RebuildResult, SelectResult } from './store.js';
 export { ExperienceStoreError, ExperienceStoreLockError } from './errors.js';
 export type { ErrorCode } from './errors.js';
 export { compareRecords, score } from './record.js';

@@ -105,6 +105,11 @@ export interface RebuildProgress {
   records: number;
 }
 
+/** What `selectTop` resolves with: the selection, and how its candidates were read (as `fetchTopDetailed` reports). */
+export interface SelectResult extends ExperienceSelectionResult {
+  stats: FetchStats;
+}
+
 const DEFAULT_TOP_K = 16;
 
 /**
@@ -285,12 +290,11 @@ export class ExperienceStore {
    * lists every candidate (a scan unless the index holds them all). Throws
    * EXP_INVALID_INPUT naming `selection.policy.<field>` for a bad policy.
    */
-  async selectTop(query: SelectQuery, options: SelectOptions = {}): Promise<ExperienceSelectionResult> {
-    const { records, diagnostics, truncated } = await this.#select(query, options);
-    return { records, diagnostics, truncated };
+  async selectTop(query: SelectQuery, options: SelectOptions = {}): Promise<SelectResult> {
+    return this.#select(query, options);
   }
 
-  async #select(query: SelectQuery, options: SelectOptions): Promise<ExperienceSelectionResult & { stats: FetchStats }> {
+  async #select(query: SelectQuery, options: SelectOptions): Promise<SelectResult> {
     const q = checkSelectQuery(query);
     const policy = resolveSelectionPolicy(q.policy, q.minScore);
     const full = checkDiagnostics(options);

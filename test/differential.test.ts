@@ -7,14 +7,17 @@
  * every step compares several random queries with test/support/oracle.ts.
  */
 import { execFileSync } from 'node:child_process';
+import { isDeepStrictEqual } from 'node:util';
 import { appendFile, mkdir, mkdtemp, open, readFile, rename, rm, stat, truncate, unlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect } from 'vitest';
-import { ExperienceStore, type ExperienceRecord } from '../src/index.js';
+import { ExperienceStore, type ExperienceRecord, type ExperienceSelectionPolicyInput } from '../src/index.js';
+import { resolveSelectionPolicy } from '../src/selection.js';
 import { makeInput, STAMP } from './support/inputs.js';
-import { oracleCompare, oracleLines, oracleTop, type OracleQuery } from './support/oracle.js';
+import { oracleCompare, oracleLines, oracleRecords, oracleTasks, oracleTop, type OracleQuery } from './support/oracle.js';
+import { oracleSelect } from './support/select-oracle.js';
 import { test } from './support/temp-dir.js';
 
 // Code-unit order (B < a < c) differs from locale order, and task order decides ties across tasks.
@@ -23,7 +26,7 @@ const MAX_K = 4;
 /** Bytes before an index's offset that its fingerprint covers (docs/index-format.md). */
 const FINGERPRINT_WINDOW = 4096;
 const START_MS = Date.UTC(2023, 10, 14, 22, 13, 20); // 2023-11-14T22:13:20.000Z
-const NUM_RUNS = 400;
+const NUM_RUNS = Number(process.env.DIFFERENTIAL_RUNS ?? 400);
 const MAX_COMMANDS = 40;
 
 // Few distinct values, so scores, createdAt and ids tie often.
@@ -31,8 +34,19 @@ const REWARDS = [0, 0.1, 0.2, 0.25, 0.3, 0.5, 1, -0.5] as const;
 const MIN_REWARDS = [-1, 0, 0.3, 0.30000000000000004, 0.5, 0.75, 1.25] as const;
 const CREATED_AT = [new Date(START_MS).toISOString(), new Date(START_MS + 1).toISOString(), '2030-01-01T00:00:00.000Z', 'not a date'];
 
+interface SelectionQuery {
+  domain: string;
+  limit: number;
+  minScore?: number;
+  taskId?: string;
+  policy?: ExperienceSelectionPolicyInput;
+  full: boolean;
+}
+
 interface Query {
   query: OracleQuery;
+  /** Also ask selectTop this. */
+  select?: SelectionQuery;
   /** Which of the live store instances answers (modulo their number). */
   via: number;
   /** Ask a new instance instead, with this indexTopK: it reads the index from disk (no memory of it). */
@@ -51,7 +65,7 @@ interface Real {
   steps: number;
   queries: number;
   /** How the answers were obtained, summed over all queries. */
-  paths: { indexHits: number; tails: number; fullScans: number };
+  paths: { indexHits: number; tails: number; fullScans: number; selectIndexHits: number; selections: number };
 }
 
 type Model = Record<string, never>;
@@ -88,6 +102,52 @@ async function expectSameAsFullScan(real: Real, step: string, queries: readonly 
     real.paths.fullScans += got.stats.fullScans;
     expect(got.records, `after step ${step}, query ${JSON.stringify(query)} via ${label}`).toEqual(want);
   }
+  for (const { select, via, cold } of queries) {
+    if (select === undefined) continue;
+    const { store, label } =
+      cold === undefined ? real.stores[via % real.stores.length]! : { store: newStore(real, { useIndex: true, k: cold }), label: `a new store(k=${cold})` };
+    const { full, ...q } = select;
+    const context = `after step ${step}, selectTop ${JSON.stringify(select)} via ${label}`;
+    const want = await oracleSelection(real.outDir, select);
+    const got = await store.selectTop(q, { diagnostics: full ? 'full' : 'summary' });
+    real.paths.selections++;
+    if (got.stats.indexHits > 0 && got.stats.bytesRead === 0) real.paths.selectIndexHits++;
+    expect(got.records, context).toEqual(want.records);
+    const d = got.diagnostics;
+    const w = want.diagnostics;
+    expect({ ...d, candidates: [], suppressed_source_keys: [], candidates_complete: true }, context).toEqual({
+      ...w,
+      candidates: [],
+      suppressed_source_keys: [],
+      candidates_complete: true,
+    });
+    if (d.candidates_complete) {
+      expect(d.candidates, context).toEqual(w.candidates);
+      expect(d.suppressed_source_keys, context).toEqual(w.suppressed_source_keys);
+    } else {
+      // A partial list: every candidate it names is described as the full run describes it, in the same order.
+      expect(full, `${context}: full diagnostics must be complete`).toBe(false);
+      const positions = d.candidates.map((c) => w.candidates.findIndex((o) => isDeepStrictEqual(o, c)));
+      expect(positions.every((p) => p >= 0), context).toBe(true);
+      expect(positions, context).toEqual([...positions].sort((a, b) => a - b));
+      for (const key of d.suppressed_source_keys) expect(w.suppressed_source_keys, context).toContain(key);
+    }
+  }
+}
+
+/** The selection over a plain full scan: every record of the domain, task order then log order, through the naive greedy. */
+async function oracleSelection(outDir: string, q: SelectionQuery) {
+  const policy = resolveSelectionPolicy(q.policy, q.minScore);
+  const domain = q.domain.trim();
+  const candidates: ExperienceRecord[] = [];
+  if (domain !== '' && q.limit > 0) {
+    for (const taskId of q.taskId !== undefined ? [q.taskId] : await oracleTasks(outDir)) {
+      for (const record of await oracleRecords(path.join(outDir, taskId, 'experiences.jsonl'))) {
+        if (record.domain === domain) candidates.push(record);
+      }
+    }
+  }
+  return oracleSelect(candidates, q.limit, policy);
 }
 
 /** One step: an action on the directory, then every query checked against the oracle. */
@@ -125,23 +185,37 @@ function recordOf(fields: {
   extra?: boolean;
   /** Makes records that tie on every ranking key still tell apart, so their order is checked. */
   seq?: number;
+  /** Which provenance fields are set: sources of competitive selection. */
+  source?: number;
 }): ExperienceRecord {
+  const source = SOURCES[(fields.source ?? 0) % SOURCES.length]!;
   return {
     id: fields.id,
-    runId: `run-${fields.id}`,
+    runId: source.runId ?? `run-${fields.id}`,
     taskId: TASKS[fields.task]!,
     epoch: fields.extra ? null : 3,
-    groupId: null,
+    groupId: source.groupId,
     summary32: `foreign record ${fields.id} #${fields.seq ?? 0}`,
     reward: { gtScore: fields.gtScore, relativeRank: fields.relativeRank },
     toolStats: [{ tool: 'shell', tokens: 10, latencyMs: 1.5, costUsd: 0.001 }],
     stampSignature: STAMP,
     domain: fields.domain,
     createdAt: fields.createdAt,
-    manifestPath: 'older-writer/manifest.json',
+    manifestPath: source.manifestPath ?? 'older-writer/manifest.json',
     ...(fields.extra ? { writer: 'older', tags: ['x'] } : {}),
   };
 }
+
+/** Provenance variants: groups, blank and padded ids, one key under several kinds. */
+const SOURCES: ReadonlyArray<{ groupId: string | null; runId?: string; manifestPath?: string }> = [
+  { groupId: null },
+  { groupId: 'g1' },
+  { groupId: ' g1 ' },
+  { groupId: '  ', runId: 'shared' },
+  { groupId: null, runId: ' ', manifestPath: 'shared' },
+  { groupId: null, runId: '', manifestPath: '' },
+  { groupId: 'shared' },
+];
 
 const rewardArb = fc.constantFrom(...REWARDS);
 const taskArb = fc.integer({ min: 0, max: TASKS.length - 1 });
@@ -154,6 +228,7 @@ const foreignRecordArb = fc
     gtScore: rewardArb,
     relativeRank: rewardArb,
     extra: fc.boolean(),
+    source: fc.nat({ max: SOURCES.length - 1 }),
   })
   .map((f) => (task: number, seq: number) => JSON.stringify(recordOf({ ...f, task, seq })));
 
@@ -222,24 +297,54 @@ async function foreignBytes(real: Real, task: number, line: ForeignLine): Promis
 
 type Json = Record<string, unknown>;
 
-/** Edit an index and recompute its trailer, so only a check beyond the checksum can reject it. */
-function forge(bytes: Buffer, edit: (header: Json, domainLines: Json[]) => void): Buffer {
-  let header: Json;
-  let domainLines: Json[];
+interface Forged {
+  prefix: Json;
+  header: Json;
+  /** Per header domain, in order: the top section's records and the pool section's lines. */
+  sections: Array<{ top: Json[]; pool: unknown[][] }>;
+}
+
+/** Edit an index and recompute every checksum, so only a check beyond the checksums can reject it. */
+function forge(bytes: Buffer, edit: (f: Forged) => void): Buffer {
+  let f: Forged;
   try {
-    [header, ...domainLines] = bytes
-      .toString('utf8')
-      .split('\n')
-      .slice(0, -2)
-      .map((l) => JSON.parse(l) as Json) as [Json, ...Json[]];
-    if (typeof header.log !== 'object' || !domainLines.every((l) => Array.isArray(l.top))) return bytes;
+    const text = bytes.toString('utf8');
+    const prefixEnd = text.indexOf('\n');
+    const prefix = JSON.parse(text.slice(0, prefixEnd)) as Json;
+    const headerEnd = text.indexOf('\n', prefixEnd + 1);
+    const header = JSON.parse(text.slice(prefixEnd + 1, headerEnd)) as Json;
+    const body = bytes.subarray(Buffer.byteLength(text.slice(0, headerEnd + 1)));
+    const lines = (range: [number, number]) =>
+      body
+        .subarray(range[0], range[0] + range[1])
+        .toString('utf8')
+        .split('\n')
+        .slice(0, -1)
+        .map((l) => JSON.parse(l) as unknown);
+    const domains = header.domains as Array<{ top: [number, number]; pool: [number, number] }>;
+    f = { prefix, header, sections: domains.map((d) => ({ top: lines(d.top) as Json[], pool: lines(d.pool) as unknown[][] })) };
   } catch {
     return bytes; // already not an index: nothing to forge
   }
-  edit(header, domainLines);
-  const body = Buffer.from([header, ...domainLines].map((v) => JSON.stringify(v)).join('\n') + '\n');
-  const trailer = JSON.stringify({ crc32: (crc32(body) >>> 0).toString(16).padStart(8, '0'), bytes: body.length });
-  return Buffer.concat([body, Buffer.from(trailer + '\n')]);
+  edit(f);
+  const parts: Buffer[] = [];
+  let at = 0;
+  const section = (lines: unknown[]): [number, number, string] => {
+    const b = Buffer.from(lines.map((l) => JSON.stringify(l) + '\n').join(''));
+    parts.push(b);
+    const s: [number, number, string] = [at, b.length, (crc32(b) >>> 0).toString(16).padStart(8, '0')];
+    at += b.length;
+    return s;
+  };
+  const domains = f.header.domains as Json[];
+  f.sections.forEach((sec, i) => {
+    if (domains[i] === undefined) return;
+    domains[i]!.top = section(sec.top);
+    domains[i]!.pool = section(sec.pool);
+  });
+  const headerLine = Buffer.from(JSON.stringify(f.header) + '\n');
+  f.prefix.header = { bytes: headerLine.length, crc32: (crc32(headerLine) >>> 0).toString(16).padStart(8, '0') };
+  return Buffer.concat([Buffer.from(JSON.stringify(f.prefix) + '\n'), headerLine, ...parts]);
 }
 
 /**
@@ -247,24 +352,24 @@ function forge(bytes: Buffer, edit: (header: Json, domainLines: Json[]) => void)
  * index that passes every check and matches the log is trusted by design, so
  * none of these is an undetectable lie (e.g. swapping two records that tie).
  */
-const FORGERIES: Record<string, (header: Json, domainLines: Json[]) => void> = {
-  'other inode': (h) => ((h.log as Json).ino = '1'),
-  'size beyond the log': (h) => ((h.log as Json).size = ((h.log as Json).size as number) + 1),
-  'offset moved back': (h) => {
+const FORGERIES: Record<string, (f: Forged) => void> = {
+  'other inode': ({ header: h }) => ((h.log as Json).ino = '1'),
+  'size beyond the log': ({ header: h }) => ((h.log as Json).size = ((h.log as Json).size as number) + 1),
+  'offset moved back': ({ header: h }) => {
     const log = h.log as Json;
     if ((log.offset as number) > 0) log.offset = (log.offset as number) - 1;
     else log.ino = '1';
   },
-  'other fingerprint': (h) => ((h.log as Json).fingerprint = `sha256:${'0'.repeat(64)}`),
-  'counts off by one': (h) => (h.records = (h.records as number) + 1),
-  'unsupported version': (h) => (h.version = 2),
-  'a record dropped': (_h, lines) => {
-    for (const line of lines) (line.top as unknown[]).pop();
+  'other fingerprint': ({ header: h }) => ((h.log as Json).fingerprint = `crc32:${'0'.repeat(8)}`),
+  'counts off by one': ({ header: h }) => (h.records = (h.records as number) + 1),
+  'unsupported version': ({ prefix }) => (prefix.version = 3),
+  'a record dropped': ({ sections }) => {
+    for (const s of sections) s.top.pop();
   },
-  'records unranked': (h, lines) => {
+  'records unranked': ({ header: h, sections }) => {
     let swapped = false;
-    for (const line of lines) {
-      const top = line.top as ExperienceRecord[];
+    for (const s of sections) {
+      const top = s.top as ExperienceRecord[];
       for (let i = 0; i + 1 < top.length && !swapped; i++) {
         if (oracleCompare(top[i]!, top[i + 1]!) !== 0) {
           [top[i], top[i + 1]] = [top[i + 1]!, top[i]!];
@@ -274,8 +379,18 @@ const FORGERIES: Record<string, (header: Json, domainLines: Json[]) => void> = {
     }
     if (!swapped) (h.log as Json).ino = '1';
   },
-  'a record of another domain': (_h, lines) => {
-    for (const line of lines) for (const r of line.top as Json[]) r.domain = `${r.domain as string}-other`;
+  'a record of another domain': ({ sections }) => {
+    for (const s of sections) for (const r of s.top) r.domain = `${r.domain as string}-other`;
+  },
+  'pool out of order': ({ header: h, sections }) => {
+    const s = sections.find((x) => x.pool.length > 1);
+    if (s === undefined) (h.log as Json).ino = '1';
+    else s.pool.reverse();
+  },
+  'pool refers past the top': ({ header: h, sections }) => {
+    const s = sections.find((x) => x.pool.length > 0);
+    if (s === undefined) (h.log as Json).ino = '1';
+    else s.pool[0]![1] = s.top.length + 5;
   },
 };
 
@@ -292,7 +407,14 @@ const corruptionArb: fc.Arbitrary<Corruption> = fc.oneof(
   fc.record({ kind: fc.constant('cut' as const), fraction: fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }) }),
   fc.record({
     kind: fc.constant('junk' as const),
-    text: fc.constantFrom('', '{}\n', '[]\n', 'null\n', '{"crc32":"00000000","bytes":0}\n', '{"format":"experience-store/top-index","version":1}\n'),
+    text: fc.constantFrom(
+      '',
+      '{}\n',
+      '[]\n',
+      'null\n',
+      '{"crc32":"00000000","bytes":0}\n',
+      '{"format":"experience-store/top-index","version":2,"header":{"bytes":0,"crc32":"00000000"}}\n',
+    ),
   }),
   fc.record({ kind: fc.constant('forge' as const), name: fc.constantFrom(...Object.keys(FORGERIES)) }),
   fc.record({ kind: fc.constant('other-task' as const), from: taskArb }),
@@ -375,6 +497,26 @@ const queryArb: fc.Arbitrary<Query> = fc.record({
     minReward: fc.option(fc.constantFrom(...MIN_REWARDS), { nil: undefined, freq: 3 }),
     taskId: fc.option(fc.constantFrom(...TASKS), { nil: undefined, freq: 2 }),
   }),
+  select: fc.option(
+    fc.record({
+      domain: fc.constantFrom('alpha', 'beta', ' alpha ', 'gamma', 'nope', ''),
+      limit: fc.integer({ min: -1, max: MAX_K + 2 }),
+      minScore: fc.option(fc.constantFrom(0, 0.25, 0.5, 1), { nil: undefined, freq: 2 }),
+      taskId: fc.option(fc.constantFrom(...TASKS), { nil: undefined, freq: 2 }),
+      policy: fc.option(
+        fc.record(
+          {
+            antiDominanceNormalization: fc.record({ enabled: fc.boolean(), strength: fc.constantFrom(0, 0.1, 0.5, 1) }, { requiredKeys: [] }),
+            scoreWeights: fc.record({ gtScore: fc.constantFrom(1, 0.5), relativeRank: fc.constantFrom(1, 0, 2) }),
+          },
+          { requiredKeys: [] },
+        ),
+        { nil: undefined, freq: 2 },
+      ),
+      full: fc.boolean(),
+    }),
+    { nil: undefined, freq: 2 },
+  ),
   via: fc.nat({ max: 5 }),
   cold: fc.option(fc.integer({ min: 1, max: MAX_K }), { nil: undefined, freq: 3 }),
 });
@@ -391,7 +533,12 @@ const recordBatchStep = stepArb(
     // 0: the same createdAt as the previous batch (ties then fall to the id).
     advanceMs: fc.constantFrom(0, 0, 1, 1000),
     inputs: fc.array(
-      fc.record({ domain: fc.constantFrom('alpha', 'beta', 'gamma', '  alpha', 'beta\t', ' gamma '), gtScore: rewardArb, relativeRank: rewardArb }),
+      fc.record({
+        domain: fc.constantFrom('alpha', 'beta', 'gamma', '  alpha', 'beta\t', ' gamma '),
+        gtScore: rewardArb,
+        relativeRank: rewardArb,
+        source: fc.nat({ max: SOURCES.length - 1 }),
+      }),
       { minLength: 1, maxLength: 6 },
     ),
   }),
@@ -400,9 +547,15 @@ const recordBatchStep = stepArb(
     real.nowMs += p.advanceMs;
     const { store } = real.stores[p.via % real.stores.length]!;
     const inputs = p.inputs.map((i, n) =>
-      makeInput({ runId: `run-${n}`, taskId: TASKS[p.task], domain: i.domain, reward: { gtScore: i.gtScore, relativeRank: i.relativeRank } }),
+      makeInput({
+        runId: SOURCES[i.source]!.runId ?? `run-${n}`,
+        groupId: SOURCES[i.source]!.groupId,
+        taskId: TASKS[p.task],
+        domain: i.domain,
+        reward: { gtScore: i.gtScore, relativeRank: i.relativeRank },
+      }),
     );
-    const written = await store.recordBatch(inputs, 'manifest.json');
+    const written = await store.recordBatch(inputs, SOURCES[p.inputs[0]!.source]!.manifestPath ?? 'manifest.json');
     expect(written.map((r) => r.domain)).toEqual(p.inputs.map((i) => i.domain.trim()));
     // Acknowledged means on disk: the batch is the log's last lines, whatever the log ended with before.
     const lines = await oracleLines(logOf(real, p.task));
@@ -589,7 +742,7 @@ async function addDecoys(outDir: string): Promise<void> {
 
 describe('fetchTop equals a plain full scan after any sequence of steps', () => {
   test('batches, foreign appends, garbage, partial lines, index and log surgery, new instances, rebuilds', async ({ dir }) => {
-    const totals = { runs: 0, steps: 0, queries: 0, paths: { indexHits: 0, tails: 0, fullScans: 0 } };
+    const totals = { runs: 0, steps: 0, queries: 0, paths: { indexHits: 0, tails: 0, fullScans: 0, selectIndexHits: 0, selections: 0 } };
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 1, max: MAX_K }), fc.commands(allSteps, { maxCommands: MAX_COMMANDS, size: 'max' }), async (k, steps) => {
         const root = await mkdtemp(path.join(dir, 'run-'));
@@ -625,7 +778,10 @@ describe('fetchTop equals a plain full scan after any sequence of steps', () => 
     expect(totals.paths.indexHits).toBeGreaterThan(0);
     expect(totals.paths.tails).toBeGreaterThan(0);
     expect(totals.paths.fullScans).toBeGreaterThan(0);
-  }, 120_000);
+    // Selection was answered from the index (no log bytes) as well as by scans.
+    expect(totals.paths.selectIndexHits).toBeGreaterThan(0);
+    expect(totals.paths.selections).toBeGreaterThan(totals.paths.selectIndexHits);
+  }, 240_000);
 
   test('a batch after garbage and a partial line leaves a fresh index that equals a full scan', async ({ dir }) => {
     // SPEC: every successful recordBatch leaves a fresh index, also after an older writer's mess.
@@ -638,5 +794,9 @@ describe('fetchTop equals a plain full scan after any sequence of steps', () => 
     const result = await fresh.fetchTopDetailed({ domain: 'implementation', limit: 2, taskId: 'a-task' });
     expect(result.stats).toMatchObject({ indexHits: 1, tails: 0, fullScans: 0, bytesRead: 0 });
     expect(result.records).toEqual(await oracleTop(outDir, { domain: 'implementation', limit: 2 }));
+    // Selection with the default weights and limit <= K is answered from the same index.
+    const selection = await new ExperienceStore({ outDir, runsDir: path.join(dir, '.runs') }).selectTop({ domain: 'implementation', limit: 2 });
+    expect(selection.stats).toMatchObject({ indexHits: 1, tails: 0, fullScans: 0, bytesRead: 0 });
+    expect(selection.records).toEqual((await oracleSelection(outDir, { domain: 'implementation', limit: 2, full: false })).records);
   });
 });
