@@ -19,19 +19,28 @@ export class ExperienceStoreError extends Error {
   }
 }
 
+/**
+ * The task's lock file could not be taken within `lockRetry.maxAttempts` tries
+ * (the first try counts). The message names the lock file, what its owner
+ * record says (pid, host, age) and how to clear it by hand; `owner` is that
+ * description alone.
+ */
 export class ExperienceStoreLockError extends ExperienceStoreError {
   readonly taskId: string;
   readonly lockPath: string;
+  readonly owner: string | undefined;
 
-  constructor(taskId: string, lockPath: string, attempts: number, options?: { cause?: unknown }) {
+  constructor(taskId: string, lockPath: string, attempts: number, options?: { cause?: unknown; owner?: string }) {
     super(
       'EXP_LOCKED',
       `could not take the lock ${lockPath} for task "${taskId}" after ${attempts} attempt(s); ` +
-        'another writer holds it: retry later, or remove the file if no writer is running',
-      options,
+        `it is held by ${options?.owner ?? 'another writer'}. Retry later; if no writer of this task runs ` +
+        `on any host, delete ${lockPath} by hand`,
+      options?.cause === undefined ? undefined : { cause: options.cause },
     );
     this.taskId = taskId;
     this.lockPath = lockPath;
+    this.owner = options?.owner;
   }
 }
 
