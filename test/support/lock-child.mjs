@@ -21,14 +21,18 @@
  *                "holding", wait to be killed.
  * `fakeHost` makes os.hostname() answer that name: a writer on another host
  * sharing the runs directory.
+ *
+ * Tests import `spawnLockChild` from this file to start one (with an optional
+ * fs-hooks.mjs rule) and `waitForFile` to see a paused child reach its step.
  */
+import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { open, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { syncBuiltinESMExports } from 'node:module';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -41,8 +45,71 @@ function appendJournal(journal, line) {
   }
 }
 
-async function waitForFile(file) {
+/** Resolves once `file` exists (a paused child writes its marker there). */
+export async function waitForFile(file) {
   while (!existsSync(file)) await sleep(2);
+}
+
+const HOOKS = fileURLToPath(new URL('./fs-hooks.mjs', import.meta.url));
+const running = new Set();
+
+/**
+ * Start a child in `config.mode`, with `hook` (a fs-hooks.mjs rule or rules)
+ * when given. `lines` fills with its stdout lines; `waitForLine(prefix)`
+ * resolves with the first line starting with `prefix` (rejects if the child
+ * exits first); `exited` resolves with { code, signal, stderr }.
+ */
+export function spawnLockChild(config, hook) {
+  const args = hook === undefined ? [] : ['--import', HOOKS];
+  const env = { ...process.env, EXP_FS_HOOK: hook === undefined ? '' : JSON.stringify(hook) };
+  const child = spawn(process.execPath, [...args, fileURLToPath(import.meta.url), JSON.stringify(config)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env,
+  });
+  running.add(child);
+  const lines = [];
+  let partial = '';
+  let stderr = '';
+  let waiters = [];
+  const settle = (exited) => {
+    waiters = waiters.filter((w) => {
+      const line = lines.find((l) => l.startsWith(w.prefix));
+      if (line !== undefined) w.resolve(line);
+      else if (exited) w.reject(new Error(`child ${config.mode} exited before printing "${w.prefix}": ${stderr}`));
+      else return true;
+      return false;
+    });
+  };
+  child.stdout.setEncoding('utf8').on('data', (chunk) => {
+    const parts = (partial + chunk).split('\n');
+    partial = parts.pop();
+    lines.push(...parts);
+    settle(false);
+  });
+  child.stderr.setEncoding('utf8').on('data', (chunk) => (stderr += chunk));
+  const exited = new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      running.delete(child);
+      settle(true);
+      resolve({ code, signal, stderr });
+    });
+  });
+  return {
+    process: child,
+    pid: child.pid,
+    lines,
+    exited,
+    waitForLine: (prefix) => new Promise((resolve, reject) => {
+      waiters.push({ prefix, resolve, reject });
+      settle(child.exitCode !== null || child.signalCode !== null);
+    }),
+  };
+}
+
+/** SIGKILL children still running (a failed test must not leave one behind). */
+export function killLockChildren() {
+  for (const child of running) child.kill('SIGKILL');
 }
 
 /** A log line in the record shape, so that the store reads foreign appends as records. */
@@ -239,10 +306,14 @@ async function orchestratorHold(config) {
   setInterval(() => undefined, 60_000);
 }
 
-const config = JSON.parse(process.argv[2]);
-if (config.fakeHost) {
-  os.hostname = () => config.fakeHost;
-  syncBuiltinESMExports();
+async function main() {
+  const config = JSON.parse(process.argv[2]);
+  if (config.fakeHost) {
+    os.hostname = () => config.fakeHost;
+    syncBuiltinESMExports();
+  }
+  const modes = { hold, writer, 'older-writer': olderWriter, 'orchestrator-writer': orchestratorWriter, 'orchestrator-hold': orchestratorHold };
+  await modes[config.mode](config);
 }
-const modes = { hold, writer, 'older-writer': olderWriter, 'orchestrator-writer': orchestratorWriter, 'orchestrator-hold': orchestratorHold };
-await modes[config.mode](config);
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) await main();
