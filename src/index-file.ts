@@ -240,7 +240,7 @@ export function readIndex(indexPath: string, domain?: string): IndexReadResult {
   } catch (err) {
     return { kind: 'invalid', reason: `unreadable (${errorCode(err) ?? String(err)})` };
   } finally {
-    closeSync(fd);
+    closeQuietly(fd);
   }
 }
 
@@ -407,7 +407,7 @@ export function logMatchesStamp(logPath: string, stamp: LogStamp): boolean {
   try {
     return logMatchesStampAt(fd, stamp);
   } finally {
-    closeSync(fd);
+    closeQuietly(fd);
   }
 }
 
@@ -453,7 +453,7 @@ function readRange(filePath: string, position: number, length: number): Buffer {
   try {
     return readAt(fd, position, length);
   } finally {
-    closeSync(fd);
+    closeQuietly(fd);
   }
 }
 
@@ -480,6 +480,15 @@ export async function writeIndex(indexPath: string, bytes: Buffer): Promise<void
     fsync: false,
     tmpfileCreated: (tmpfile: string) => writeWhole(tmpfile, bytes),
   });
+}
+
+// Read-only descriptors: a failing close loses nothing, and must not hide the answer or the first failure.
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // see above
+  }
 }
 
 function writeWhole(file: string, bytes: Buffer): void {

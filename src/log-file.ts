@@ -49,23 +49,16 @@ export function openLogForAppending(logPath: string): number {
 }
 
 /**
- * Run `fn` on the open log, closing it whatever happens. A failing close after
- * `fn` failed is dropped: the first failure is the one reported.
+ * Run `fn` on the open log, closing it whatever happens. Readers and writers
+ * alike close quietly: a failing close of a descriptor whose reads succeeded
+ * loses nothing, and must not hide the answer or the first failure.
  */
-export async function withLog<T>(fd: number, fn: (fd: number) => Promise<T>, logPath = 'the log'): Promise<T> {
-  let result: T;
+export async function withLog<T>(fd: number, fn: (fd: number) => Promise<T>): Promise<T> {
   try {
-    result = await fn(fd);
-  } catch (err) {
+    return await fn(fd);
+  } finally {
     closeQuietly(fd);
-    throw err;
   }
-  try {
-    closeSync(fd);
-  } catch (err) {
-    throw ioError('close the log', logPath, err);
-  }
-  return result;
 }
 
 /** Close, ignoring errors: for cleanup after a failure, or after a commit point. */

@@ -11,6 +11,7 @@ import { errorCode, ExperienceStoreError, ioError } from './errors.js';
 import { decideFreshness, stampOf, type LogStat } from './freshness.js';
 import { IndexCache } from './index-cache.js';
 import { fingerprintAt, indexOfState, InvalidIndexError, readIndex, serializeIndex, writeIndex, type LoadedIndex } from './index-file.js';
+import { statsOfStore, verifyStore, type StatsOptions, type TaskReport, type TaskStats, type VerifyOptions } from './inspect.js';
 import { DEFAULT_LOCK_RETRY, withTaskLock, type LockRetry } from './lock.js';
 import { appendToLog, closeQuietly, endsWithNewline, fstatLog, openLogForAppending, openLogForReading, withLog } from './log-file.js';
 import { INDEX_FILE, isValidTaskId, resolveStoreDirs, taskPaths, type TaskPaths } from './paths.js';
@@ -361,7 +362,13 @@ export class ExperienceStore {
     if (taskId !== undefined) checkTaskId('taskId', taskId);
     const result: RebuildResult = { tasks: 0, records: 0, malformed: 0 };
     for (const id of taskId !== undefined ? [taskId] : this.listTasks()) {
-      const state = await this.#rebuildTask(taskPaths(this.outDir, this.runsDir, id), options.onProgress);
+      const paths = taskPaths(this.outDir, this.runsDir, id);
+      let state: TopState | undefined;
+      try {
+        state = await this.#rebuildTask(paths, options.onProgress);
+      } catch (err) {
+        throw err instanceof ExperienceStoreError ? err : ioError('rebuild the index from', paths.log, err);
+      }
       if (state === undefined) continue;
       result.tasks++;
       result.records += state.records;
@@ -407,7 +414,6 @@ export class ExperienceStore {
         const state = trimState(caught.state);
         return indexOfState(state, stampOf(log, caught.end, fingerprintAt(fd, caught.end)));
       },
-      paths.log,
     ).catch(() => undefined);
   }
 
@@ -446,7 +452,6 @@ export class ExperienceStore {
         });
         return indexOfState(trimState(state), stampOf(log, scan.end, fingerprintAt(fd, scan.end)));
       },
-      paths.log,
     );
     return withTaskLock(paths.lock, paths.taskId, this.lockRetry, async () => {
       const again = openLogForReading(paths.log);
@@ -468,9 +473,30 @@ export class ExperienceStore {
           this.#cache.remember(paths.index, log, indexOfState(state, stamp), Date.now());
           return state;
         },
-        paths.log,
       );
     });
+  }
+
+  /**
+   * Check each task's index against a full scan of the log prefix it covers
+   * (what `experience-store verify` prints). Reads only, creating nothing, unless
+   * `fix` is set: then each failing index is rebuilt under the task's lock (with
+   * the K it was built with, when its header is readable) and checked again.
+   * Throws EXP_INVALID_INPUT for a bad `taskId`, EXP_IO when a log cannot be read.
+   */
+  async verify(options: VerifyOptions = {}): Promise<TaskReport[]> {
+    return verifyStore(this, options, (taskId, k) =>
+      new ExperienceStore({ outDir: this.outDir, runsDir: this.runsDir, lockRetry: this.lockRetry, indexTopK: k ?? this.indexTopK }).rebuildIndex(taskId),
+    );
+  }
+
+  /**
+   * Per task: log bytes, records, malformed lines and domains (by a streamed
+   * full scan) and the index state (what `experience-store stats` prints). Reads
+   * only, creating nothing. Throws EXP_INVALID_INPUT for a bad `taskId`.
+   */
+  async stats(options: StatsOptions = {}): Promise<TaskStats[]> {
+    return statsOfStore(this, options);
   }
 }
 

@@ -5,6 +5,7 @@
  * something. Every path gives the lists a full scan of the log would.
  */
 import { catchUp, type CaughtUp } from './catch-up.js';
+import { ExperienceStoreError, ioError } from './errors.js';
 import { decideFreshness, stampOf, statKeyEquals, type LogStat } from './freshness.js';
 import { IndexCache } from './index-cache.js';
 import { fingerprintAt, indexOfState, InvalidIndexError, logMatchesStamp, readIndex, serializeIndex, writeIndex, type LoadedIndex } from './index-file.js';
@@ -66,8 +67,17 @@ export class TaskReader {
     this.#indexTopK = indexTopK;
   }
 
-  /** One task through the index: from memory, from the index file, a tail or a full scan. */
+  /** One task through the index: from memory, from the index file, a tail or a full scan. Throws EXP_IO naming the log. */
   async read(paths: TaskPaths, req: ReadRequest): Promise<TaskView> {
+    return asStoreError(paths, () => this.#read(paths, req));
+  }
+
+  /** One task by a full scan that keeps only what the query needs (useIndex: false). Throws EXP_IO naming the log. */
+  async scan(paths: TaskPaths, req: ReadRequest): Promise<TaskView> {
+    return asStoreError(paths, () => this.#scan(paths, req));
+  }
+
+  async #read(paths: TaskPaths, req: ReadRequest): Promise<TaskView> {
     const { domain, limit } = req;
     const collect = req.need === 'all';
     if (!collect) {
@@ -127,12 +137,10 @@ export class TaskReader {
         const d = caught.state.domains.get(domain);
         return { count: d?.count ?? 0, top: d?.top ?? [], pool: d?.pool ?? [], all, truncated: caught.truncated };
       },
-      paths.log,
     );
   }
 
-  /** One task by a full scan that keeps only what the query needs (useIndex: false). */
-  async scan(paths: TaskPaths, req: ReadRequest): Promise<TaskView> {
+  async #scan(paths: TaskPaths, req: ReadRequest): Promise<TaskView> {
     const fd = openLogForReading(paths.log);
     if (fd === undefined) return NO_VIEW;
     return withLog(
@@ -154,7 +162,6 @@ export class TaskReader {
         const d = scan.state.domains.get(req.domain);
         return { count: d?.count ?? 0, top: d?.top ?? [], pool: d?.pool ?? [], all, truncated: scan.truncated };
       },
-      paths.log,
     );
   }
 
@@ -175,6 +182,15 @@ export class TaskReader {
     } catch {
       // The index is a cache: an unwritable directory only costs the next reader a scan.
     }
+  }
+}
+
+/** The one funnel of read errors: an fs failure leaves as EXP_IO naming the task's log, the fs error as its cause. */
+async function asStoreError<T>(paths: TaskPaths, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw err instanceof ExperienceStoreError ? err : ioError('read the log', paths.log, err);
   }
 }
 
