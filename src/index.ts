@@ -23,5 +23,6 @@ export type {
   SelectOptions,
   SelectQuery,
 } from './selection.js';
+export type { IndexReport, IndexStateKind, Problem, StatsOptions, TaskReport, TaskStats, VerifyOptions } from './inspect.js';
 export type { ScanBudget } from './scan-budget.js';
 export type { LockRetry } from './lock.js';

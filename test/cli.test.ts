@@ -45,7 +45,7 @@ interface VerifyJson {
     ok: boolean;
     index: { state: string; staleBytes?: number; reason?: string };
     problems: Array<{ domain?: string; message: string }>;
-    fix?: { rebuilt: true; ok: boolean; problems: unknown[] };
+    fix?: { rebuilt: true; index: { state: string }; problems: unknown[] };
   }>;
 }
 
@@ -201,12 +201,13 @@ describe('stats', () => {
   test('reports an index whose checksum fails as invalid, and one beside a shrunk log as stale-replaced', async ({ dir }) => {
     const s = await makeSampleStore(dir);
     const index = readFileSync(s.indexOf('task-a'));
-    index[20] = index[20]! ^ 1; // one bit of the header: the trailer no longer matches
+    const headerAt = index.indexOf(0x0a) + 1;
+    index[headerAt + 2] = index[headerAt + 2]! ^ 1; // one bit of the header line: its CRC-32 no longer matches
     writeFileSync(s.indexOf('task-a'), index);
     truncateSync(s.logOf('task-b'), 100);
 
     const [a, b] = parseJson<StatsJson[]>(await runCli(['stats', '--json', '--out', s.outDir]));
-    expect(a!.index).toEqual({ state: 'invalid', reason: 'checksum mismatch' });
+    expect(a!.index).toEqual({ state: 'invalid', reason: 'header checksum mismatch' });
     expect(b!.index).toMatchObject({ state: 'stale-replaced', reason: 'shrunk' });
     expect(b).toMatchObject({ logBytes: 100, records: 0 });
   });
@@ -277,12 +278,14 @@ describe('verify', () => {
 
     const failed = await runCli(['verify', '--out', s.outDir]);
     expect(failed.code).toBe(1);
-    expect(failed.stdout).toMatch(/^task-a: FAIL index invalid: no valid trailer line$/m);
+    expect(failed.stdout).toMatch(/^task-a: FAIL index invalid: not an experience-store index$/m);
     expectOneErrorLine(failed, /task-a/);
 
     const fixed = parseJson<VerifyJson>(await runCli(['verify', '--fix', '--json', '--out', s.outDir, '--runs', s.runsDir]));
     expect(fixed.ok).toBe(true);
-    expect(fixed.tasks[0]).toMatchObject({ ok: false, fix: { rebuilt: true, ok: true, index: { state: 'fresh' } } });
+    // ok says how the task stands now; problems say what the check found before the rebuild.
+    expect(fixed.tasks[0]).toMatchObject({ ok: true, index: { state: 'invalid' }, fix: { rebuilt: true, problems: [], index: { state: 'fresh' } } });
+    expect(fixed.tasks[0]!.problems).toEqual([{ message: 'index invalid: not an experience-store index' }]);
   });
 
   test('reports a stale index (the log grew) without failing, after checking the prefix it covers', async ({ dir }) => {
@@ -336,7 +339,7 @@ describe('rebuild', () => {
     expect(result.stderr).toBe('');
     expect(parseJson<Record<string, number>>(result)).toMatchObject({ tasks: 2, records: 24, malformed: 1, k: 2 });
     for (const task of ['task-a', 'task-b']) {
-      const header = JSON.parse(readFileSync(s.indexOf(task), 'utf8').split('\n')[0]!) as { k: number };
+      const header = JSON.parse(readFileSync(s.indexOf(task), 'utf8').split('\n')[1]!) as { k: number };
       expect(header.k).toBe(2);
     }
     const verified = parseJson<VerifyJson>(await runCli(['verify', '--json', '--out', s.outDir]));

@@ -1,7 +1,7 @@
 /**
  * Small real stores for the CLI tests, and surgery on their files: appending
- * foreign lines to a log, and editing an index so that it still parses (the
- * trailer's CRC-32 and byte count recomputed) but no longer matches its log.
+ * foreign lines to a log, and editing an index so that it still parses (its
+ * CRC-32s and offsets recomputed) but no longer matches its log.
  */
 import { createHash } from 'node:crypto';
 import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
@@ -70,25 +70,58 @@ export function sha256(file: string): string {
 
 type Json = Record<string, unknown>;
 
-/**
- * Rewrite an index through `edit` (header, domain lines), then recompute the
- * trailer so the file still passes the checksum: only a comparison with the
- * log can tell it is wrong.
- */
-export function editIndex(indexPath: string, edit: (header: Json, domainLines: Json[]) => void): void {
-  const lines = readFileSync(indexPath, 'utf8').split('\n');
-  lines.pop(); // after the final newline
-  lines.pop(); // trailer
-  const [header, ...domainLines] = lines.map((l) => JSON.parse(l) as Json);
-  edit(header!, domainLines);
-  const body = Buffer.from([header, ...domainLines].map((v) => JSON.stringify(v)).join('\n') + '\n');
-  const trailer = JSON.stringify({ crc32: (crc32(body) >>> 0).toString(16).padStart(8, '0'), bytes: body.length });
-  writeFileSync(indexPath, Buffer.concat([body, Buffer.from(trailer + '\n')]));
+/** One domain of an index being edited: its top records, and its pool section's bytes as they were. */
+export interface EditedDomain {
+  domain: string;
+  top: Json[];
+  pool: Buffer;
 }
 
-/** The domain line of `domain` in an index being edited. */
-export function domainLine(domainLines: Json[], domain: string): { domain: string; top: Json[] } {
-  const line = domainLines.find((l) => l.domain === domain);
-  if (line === undefined) throw new Error(`no domain line ${domain}`);
-  return line as { domain: string; top: Json[] };
+/**
+ * Rewrite an index (format v2: prefix line, header line, per-domain sections)
+ * through `edit`, then recompute every section's and the header's CRC-32 and
+ * offsets, so the file still passes its checksums: only a comparison with the
+ * log can tell it is wrong.
+ */
+export function editIndex(indexPath: string, edit: (header: Json, domains: EditedDomain[]) => void): void {
+  const bytes = readFileSync(indexPath);
+  const prefixEnd = bytes.indexOf(0x0a) + 1;
+  const prefix = JSON.parse(bytes.toString('utf8', 0, prefixEnd - 1)) as Json & { header: { bytes: number } };
+  const sectionsAt = prefixEnd + prefix.header.bytes;
+  const header = JSON.parse(bytes.toString('utf8', prefixEnd, sectionsAt - 1)) as Json & {
+    domains: Array<Json & { domain: string; top: [number, number, string]; pool: [number, number, string] }>;
+  };
+  const sectionOf = ([at, length]: [number, number, string]) => bytes.subarray(sectionsAt + at, sectionsAt + at + length);
+  const domains: EditedDomain[] = header.domains.map((d) => ({
+    domain: d.domain,
+    top: sectionOf(d.top).toString('utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Json),
+    pool: Buffer.from(sectionOf(d.pool)),
+  }));
+  edit(header, domains);
+
+  const parts: Buffer[] = [];
+  let at = 0;
+  const section = (part: Buffer): [number, number, string] => {
+    parts.push(part);
+    at += part.length;
+    return [at - part.length, part.length, crc32Hex(part)];
+  };
+  header.domains.forEach((d, i) => {
+    d.top = section(Buffer.from(domains[i]!.top.map((r) => JSON.stringify(r) + '\n').join('')));
+    d.pool = section(domains[i]!.pool);
+  });
+  const headerLine = Buffer.from(JSON.stringify(header) + '\n');
+  const prefixLine = JSON.stringify({ ...prefix, header: { bytes: headerLine.length, crc32: crc32Hex(headerLine) } }) + '\n';
+  writeFileSync(indexPath, Buffer.concat([Buffer.from(prefixLine), headerLine, ...parts]));
+}
+
+function crc32Hex(part: Uint8Array): string {
+  return (crc32(part) >>> 0).toString(16).padStart(8, '0');
+}
+
+/** The domain `domain` of an index being edited. */
+export function domainLine(domains: EditedDomain[], domain: string): EditedDomain {
+  const found = domains.find((d) => d.domain === domain);
+  if (found === undefined) throw new Error(`no domain ${domain} in the index`);
+  return found;
 }
