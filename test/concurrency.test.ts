@@ -11,7 +11,7 @@ import { afterEach, beforeAll, describe, expect } from 'vitest';
 import { ExperienceStore, type ExperienceRecord } from '../src/index.js';
 import { makeInput } from './support/inputs.js';
 import { oracleCompare, oracleLines, oracleRecords, oracleTop } from './support/oracle.js';
-import { ensureBuilt, killStrayChildren, runStoreWriters, writeChildScript } from './support/spawn-child.js';
+import { ensureBuilt, killStrayChildren, runStoreWriters, WRITER_CHILD } from './support/spawn-child.js';
 import { test } from './support/temp-dir.js';
 
 const TASK = 'shared-task';
@@ -51,7 +51,7 @@ describe('concurrent writers and readers', () => {
 
   test('writer processes on one task lose nothing, double nothing, and leave a fresh index', async ({ dir }) => {
     const { outDir, runsDir, log, lock } = dirs(dir);
-    const script = writeChildScript(dir);
+    const script = WRITER_CHILD;
     const acknowledged = await runStoreWriters(
       script,
       path.join(dir, 'go'),
@@ -99,7 +99,7 @@ describe('concurrent writers and readers', () => {
 
   test('readers racing writers get ranked answers without repeats, and finally the full scan', async ({ dir }) => {
     const { outDir, runsDir, log } = dirs(dir);
-    const script = writeChildScript(dir);
+    const script = WRITER_CHILD;
     const k = 4;
     const hot = new ExperienceStore({ outDir, runsDir, indexTopK: k });
     let writing = true;

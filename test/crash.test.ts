@@ -13,7 +13,7 @@ import { afterEach, beforeAll, describe, expect } from 'vitest';
 import { ExperienceStore, ExperienceStoreError, type ExperienceRecord } from '../src/index.js';
 import { makeInput } from './support/inputs.js';
 import { oracleRecords, oracleTop } from './support/oracle.js';
-import { ensureBuilt, killStrayChildren, PACKAGE_ENTRY, spawnChild, startOlderWriter, writeChildScript } from './support/spawn-child.js';
+import { ensureBuilt, killStrayChildren, PACKAGE_ENTRY, spawnChild, startOlderWriter, WRITER_CHILD } from './support/spawn-child.js';
 import { test } from './support/temp-dir.js';
 
 const TASK = 'crash-task';
@@ -102,7 +102,7 @@ describe('a writer killed with SIGKILL', () => {
   afterEach(() => killStrayChildren());
 
   test('at random moments loses no acknowledged record and the next writer recovers', async ({ dir }) => {
-    const script = writeChildScript(dir);
+    const script = WRITER_CHILD;
     const l = layout(dir);
     const acknowledged = new Set<string>();
     // Lives across the rounds: its in-memory index predates each crash.
@@ -153,7 +153,7 @@ describe('a writer killed with SIGKILL', () => {
   });
 
   test('while holding the lock mid-line: the lock blocks until stale, then the next writer clears it and terminates the line', async ({ dir }) => {
-    const script = writeChildScript(dir);
+    const script = WRITER_CHILD;
     const l = layout(dir);
     const store = new ExperienceStore({ outDir: l.outDir, runsDir: l.runsDir });
     await store.recordBatch([makeInput({ taskId: TASK, runId: 'before-1' }), makeInput({ taskId: TASK, runId: 'before-2', domain: 'testing' })], 'm.json');

@@ -1,29 +1,50 @@
 /**
- * Real writer processes for the crash and concurrency tests. The child script
- * (writer-child.ts) is type-stripped into the test's directory and run by plain
- * node (Node 20 runs no TypeScript); it loads the built package from dist/,
- * which `ensureBuilt` compiles first when it is missing or older than src/.
+ * Real writer processes for the crash and concurrency tests. The child script,
+ * writer-child.mjs, is plain JavaScript that node runs as is (nothing is
+ * compiled at test time); it loads the built package from dist/, which
+ * `ensureBuilt` compiles first when it is missing or older than src/.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import ts from 'typescript';
-import type { ChildConfig, OlderWriterConfig, StoreWriterConfig } from './writer-child.js';
 
 import { PACKAGE_ENTRY, ROOT } from './build.js';
 
 export { ensureBuilt, PACKAGE_ENTRY } from './build.js';
 
-/** Write the child script, as JavaScript, into `dir`; returns its path. */
-export function writeChildScript(dir: string): string {
-  const source = readFileSync(path.join(ROOT, 'test', 'support', 'writer-child.ts'), 'utf8');
-  const { outputText } = ts.transpileModule(source, {
-    compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
-  });
-  const script = path.join(dir, 'writer-child.mjs');
-  writeFileSync(script, outputText);
-  return script;
+/** The child script. */
+export const WRITER_CHILD = path.join(ROOT, 'test', 'support', 'writer-child.mjs');
+
+export interface StoreWriterConfig {
+  mode: 'store';
+  /** The built package's entry (PACKAGE_ENTRY). */
+  entry: string;
+  outDir: string;
+  runsDir: string;
+  taskId: string;
+  /** Batches to write, or null to write until killed. */
+  batches: number | null;
+  maxRecords: number;
+  /** Every `bigEvery`-th batch (on average) holds `bigRecords` records (~700 bytes each). */
+  bigEvery?: number;
+  bigRecords?: number;
+  lockRetry?: Record<string, number>;
+  /** Tells this writer's records apart in the log. */
+  name: string;
+  /** Sleep up to this long between batches, so that writers take turns. */
+  pauseMs?: number;
+  /** Print "ready", then write only once this file exists: writers start together. */
+  goFile?: string;
 }
+
+export interface OlderWriterConfig {
+  mode: 'older-writer';
+  logPath: string;
+  lockPath?: string;
+  text: string;
+}
+
+export type ChildConfig = StoreWriterConfig | OlderWriterConfig;
 
 export interface Child {
   process: ChildProcess;

@@ -1,7 +1,8 @@
 /**
  * A writer process for the crash and concurrency tests, run by spawn-child.ts
- * with the config as JSON in argv[2]. It uses the BUILT package, as a separately
- * started orchestrator would.
+ * with the config as JSON in argv[2] (its shape: ChildConfig in spawn-child.ts).
+ * Plain JavaScript, so node runs it as is: nothing is compiled at test time.
+ * It uses the BUILT package, as a separately started orchestrator would.
  *
  * - `store`: recordBatch in a loop (forever, or `batches` times), printing each
  *   record id on stdout only after its batch resolved: a printed id is an
@@ -13,46 +14,15 @@
 import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type * as Package from '../../src/index.js';
-
-export interface StoreWriterConfig {
-  mode: 'store';
-  entry: string;
-  outDir: string;
-  runsDir: string;
-  taskId: string;
-  /** Batches to write, or null to write until killed. */
-  batches: number | null;
-  maxRecords: number;
-  /** Every `bigEvery`-th batch (on average) holds `bigRecords` records (~700 bytes each). */
-  bigEvery?: number;
-  bigRecords?: number;
-  lockRetry?: Record<string, number>;
-  /** Tells this writer's records apart in the log. */
-  name: string;
-  /** Sleep up to this long between batches, so that writers take turns. */
-  pauseMs?: number;
-  /** Print "ready", then write only once this file exists: writers start together. */
-  goFile?: string;
-}
-
-export interface OlderWriterConfig {
-  mode: 'older-writer';
-  logPath: string;
-  lockPath?: string;
-  text: string;
-}
-
-export type ChildConfig = StoreWriterConfig | OlderWriterConfig;
 
 const DOMAINS = ['implementation', 'review', 'testing'];
 const REWARDS = [0, 0.25, 0.5, 0.75, 1];
 
-function pick<T>(values: readonly T[]): T {
-  return values[Math.floor(Math.random() * values.length)]!;
+function pick(values) {
+  return values[Math.floor(Math.random() * values.length)];
 }
 
-function input(config: StoreWriterConfig, n: number): Package.ExperienceInput {
+function input(config, n) {
   return {
     runId: `${config.name}-run-${n}`,
     taskId: config.taskId,
@@ -66,8 +36,8 @@ function input(config: StoreWriterConfig, n: number): Package.ExperienceInput {
   };
 }
 
-async function runStoreWriter(config: StoreWriterConfig): Promise<void> {
-  const { ExperienceStore } = (await import(pathToFileURL(config.entry).href)) as typeof Package;
+async function runStoreWriter(config) {
+  const { ExperienceStore } = await import(pathToFileURL(config.entry).href);
   const store = new ExperienceStore({
     outDir: config.outDir,
     runsDir: config.runsDir,
@@ -86,11 +56,11 @@ async function runStoreWriter(config: StoreWriterConfig): Promise<void> {
     const records = await store.recordBatch(inputs, `${config.name}/manifest.json`);
     // Pipes are written synchronously on Linux: once this returns, the parent can read it.
     process.stdout.write(records.map((r) => `${r.id}\n`).join(''));
-    if (config.pauseMs) await new Promise((resolve) => setTimeout(resolve, Math.random() * config.pauseMs!));
+    if (config.pauseMs) await new Promise((resolve) => setTimeout(resolve, Math.random() * config.pauseMs));
   }
 }
 
-function runOlderWriter(config: OlderWriterConfig): void {
+function runOlderWriter(config) {
   if (config.lockPath !== undefined) {
     mkdirSync(path.dirname(config.lockPath), { recursive: true });
     const fd = openSync(config.lockPath, 'wx');
@@ -103,6 +73,6 @@ function runOlderWriter(config: OlderWriterConfig): void {
   setInterval(() => undefined, 60_000); // until SIGKILL
 }
 
-const config = JSON.parse(process.argv[2]!) as ChildConfig;
+const config = JSON.parse(process.argv[2]);
 if (config.mode === 'store') await runStoreWriter(config);
 else runOlderWriter(config);
