@@ -8,7 +8,10 @@
 import { ExperienceStoreError } from './errors.js';
 import type { ExperienceRecord } from './record.js';
 
-/** Which provenance field a record's source bucket comes from (first non-blank of groupId, runId, manifestPath; else stampSignature). */
+/**
+ * Which provenance field a record's source bucket comes from: the first
+ * non-blank of groupId, runId, manifestPath, else stampSignature.
+ */
 export type ExperienceSourceKind = 'group_id' | 'run_id' | 'manifest_path' | 'stamp_signature';
 
 /**
@@ -163,7 +166,8 @@ export function resolveSelectionPolicy(policy: unknown, queryMinScore?: unknown)
   const anti = section(p, 'antiDominanceNormalization');
   const enabled = anti.enabled ?? true;
   if (typeof enabled !== 'boolean') {
-    throw invalidPolicy('selection.policy.antiDominanceNormalization.enabled', 'must be a boolean', enabled, 'pass true or false, or leave it out for true');
+    const field = 'selection.policy.antiDominanceNormalization.enabled';
+    throw invalidPolicy(field, 'must be a boolean', enabled, 'pass true or false, or leave it out for true');
   }
   return {
     kind: 'competitive_scoring_v1',
@@ -208,18 +212,19 @@ export function isDefaultWeights(policy: ExperienceSelectionPolicy): boolean {
  * null groupId) are skipped.
  */
 export function sourceOf(record: ExperienceRecord): SelectionSource {
-  const candidates: Array<[ExperienceSourceKind, unknown]> = [
-    ['group_id', record.groupId],
-    ['run_id', record.runId],
-    ['manifest_path', record.manifestPath],
-  ];
-  for (const [kind, value] of candidates) {
-    if (typeof value !== 'string') continue;
-    const key = value.trim();
-    if (key !== '') return { kind, key, bucket: `${kind}:${key}` };
-  }
-  const key = typeof record.stampSignature === 'string' ? record.stampSignature : '';
+  // Straight-line: a full-scan selection calls this once per candidate.
+  let key = trimmed(record.groupId);
+  if (key !== '') return { kind: 'group_id', key, bucket: `group_id:${key}` };
+  key = trimmed(record.runId);
+  if (key !== '') return { kind: 'run_id', key, bucket: `run_id:${key}` };
+  key = trimmed(record.manifestPath);
+  if (key !== '') return { kind: 'manifest_path', key, bucket: `manifest_path:${key}` };
+  key = typeof record.stampSignature === 'string' ? record.stampSignature : '';
   return { kind: 'stamp_signature', key, bucket: `stamp_signature:${key}` };
+}
+
+function trimmed(value: unknown): string {
+  return typeof value === 'string' ? value.trim() : '';
 }
 
 /**
@@ -264,16 +269,25 @@ export function selectCompetitive(
     return { record, index, raw, source: sourceOf(record), penalty: 0, competitive: raw, slot: null, reason };
   });
 
+  // One sort: the selection order of every candidate. Each bucket's members
+  // come out of it in order, and so does the final list's bulk (below).
+  const ordered = all.slice().sort(compareCandidates);
+
   // Within a bucket every remaining candidate bears the same penalty, and round6
   // is monotone, so only the bucket's best (in selection order) can win a slot:
   // a heap of bucket heads replaces re-sorting every candidate per slot.
   const buckets = new Map<string, Bucket>();
-  for (const c of all.filter((c) => c.reason === null).sort(compareCandidates)) {
+  for (const c of ordered) {
     let bucket = buckets.get(c.source.bucket);
-    if (bucket === undefined) buckets.set(c.source.bucket, (bucket = { members: [], next: 0, picks: 0, competitive: 0 }));
-    bucket.members.push(c);
+    if (bucket === undefined) {
+      bucket = { members: [], count: 0, next: 0, picks: 0, competitive: 0 };
+      buckets.set(c.source.bucket, bucket);
+    }
+    bucket.count += 1;
+    if (c.reason === null) bucket.members.push(c);
   }
-  const heap = new BucketHeap([...buckets.values()].map((b) => withHead(b, penaltyFor(0))));
+  const heap = new BucketHeap();
+  for (const bucket of buckets.values()) if (bucket.members.length > 0) heap.push(withHead(bucket, penaltyFor(0)));
 
   const selected: Candidate[] = [];
   let lastPick: Bucket | undefined;
@@ -308,14 +322,14 @@ export function selectCompetitive(
     }
   }
 
-  const counts = options.bucketCounts ?? countBuckets(all);
   const suppressed: string[] = [];
-  for (const [key, count] of counts) {
-    if (count > (buckets.get(key)?.picks ?? 0)) suppressed.push(key);
+  if (options.bucketCounts === undefined) {
+    for (const [key, bucket] of buckets) if (bucket.count > bucket.picks) suppressed.push(key);
+  } else {
+    for (const [key, count] of options.bucketCounts) if (count > (buckets.get(key)?.picks ?? 0)) suppressed.push(key);
   }
   suppressed.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 
-  const sorted = all.slice().sort(compareFinal);
   return {
     records: selected.map((c) => c.record),
     diagnostics: {
@@ -325,12 +339,7 @@ export function selectCompetitive(
       selected_ids: selected.map((c) => c.record.id),
       suppressed_source_keys: suppressed,
       selected: selected.map(toEntry),
-      candidates: sorted.map((c) => ({
-        ...toEntry(c),
-        selected: c.slot !== null,
-        selected_slot: c.slot,
-        exclusion_reason: c.reason,
-      })),
+      candidates: finalOrder(ordered).map(toCandidate),
       candidates_complete: options.complete ?? true,
     },
   };
@@ -351,6 +360,8 @@ interface Candidate {
 interface Bucket {
   /** Eligible candidates of this bucket in selection order; `next` is the head. */
   members: Candidate[];
+  /** Candidates of this bucket, also those below the raw threshold. */
+  count: number;
   next: number;
   picks: number;
   /** The head's competitive score under the bucket's current penalty. */
@@ -389,10 +400,6 @@ function compareHeads(a: Bucket, b: Bucket): number {
 /** A binary min-heap of buckets under compareHeads: the best head on top. */
 class BucketHeap {
   private readonly items: Bucket[] = [];
-
-  constructor(items: Bucket[]) {
-    for (const item of items) this.push(item);
-  }
 
   get size(): number {
     return this.items.length;
@@ -443,10 +450,41 @@ function toEntry(c: Candidate): ExperienceSelectionEntry {
   };
 }
 
-function countBuckets(all: readonly Candidate[]): Map<string, number> {
-  const counts = new Map<string, number>();
-  for (const c of all) counts.set(c.source.bucket, (counts.get(c.source.bucket) ?? 0) + 1);
-  return counts;
+function toCandidate(c: Candidate): ExperienceSelectionCandidate {
+  return {
+    id: c.record.id,
+    source_key: c.source.key,
+    source_kind: c.source.kind,
+    raw_score: c.raw,
+    competitive_score: c.competitive,
+    dominance_penalty: c.penalty,
+    selected: c.slot !== null,
+    selected_slot: c.slot,
+    exclusion_reason: c.reason,
+  };
+}
+
+/**
+ * `ordered` (selection order) re-sorted by compareFinal without a second full
+ * sort: a candidate without penalty has competitive = raw, so those keep their
+ * order; only the penalised ones (members of picked buckets) are sorted, then
+ * the two runs are merged.
+ */
+function finalOrder(ordered: readonly Candidate[]): Candidate[] {
+  const plain: Candidate[] = [];
+  const penalised: Candidate[] = [];
+  for (const c of ordered) (c.penalty === 0 ? plain : penalised).push(c);
+  if (penalised.length === 0) return plain;
+  penalised.sort(compareFinal);
+  const out: Candidate[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < plain.length && j < penalised.length) {
+    out.push(compareFinal(plain[i]!, penalised[j]!) <= 0 ? plain[i++]! : penalised[j++]!);
+  }
+  while (i < plain.length) out.push(plain[i++]!);
+  while (j < penalised.length) out.push(penalised[j++]!);
+  return out;
 }
 
 function clonePolicy(policy: ExperienceSelectionPolicy): ExperienceSelectionPolicy {
@@ -470,14 +508,17 @@ function isNonNegative(v: unknown): v is number {
 function section(p: Record<string, unknown>, name: string): Record<string, unknown> {
   const value = p[name];
   if (value === undefined || value === null) return {};
-  if (!isObject(value)) throw invalidPolicy(`selection.policy.${name}`, 'must be an object', value, 'leave it out for the defaults');
+  if (!isObject(value)) {
+    throw invalidPolicy(`selection.policy.${name}`, 'must be an object', value, 'leave it out for the defaults');
+  }
   return value;
 }
 
 function nonNegative(path: string, value: unknown, fallback: number): number {
   if (value === undefined || value === null) return fallback;
   if (!isNonNegative(value)) {
-    throw invalidPolicy(`selection.policy.${path}`, 'must be a finite number >= 0', value, `leave it out for the default (${fallback})`);
+    const next = `leave it out for the default (${fallback})`;
+    throw invalidPolicy(`selection.policy.${path}`, 'must be a finite number >= 0', value, next);
   }
   return value + 0;
 }

@@ -10,6 +10,13 @@ import {
   type FetchResult,
   type PromptPack,
 } from '../src/index.js';
+import {
+  resolveSelectionPolicy,
+  selectCompetitive,
+  type ExperienceSelectionDiagnostics,
+  type SelectOptions,
+  type SelectQuery,
+} from '../src/selection.js';
 import { makeInput, makeRecord } from './support/inputs.js';
 import { test } from './support/temp-dir.js';
 
@@ -281,5 +288,235 @@ describe('collectPromptPackExperiences', () => {
       { id: 'impl', experiences: formatExperienceInjections([written[0]!], 3), truncated: true },
       { id: 'review', experiences: formatExperienceInjections([written[1]!], 3), truncated: true },
     ]);
+  });
+});
+
+/** Records of one group scoring 1.35, 1.30, 1.23 and another scoring 1.22 (issue 12's example). */
+function groupRecords(): ExperienceRecord[] {
+  const scored = (id: string, relativeRank: number, groupId: string) =>
+    makeRecord({ id, groupId, domain: 'impl', reward: { gtScore: 1, relativeRank } });
+  return [scored('a1', 0.35, 'A'), scored('a2', 0.3, 'A'), scored('a3', 0.23, 'A'), scored('b1', 0.22, 'B')];
+}
+
+describe('formatExperienceInjections with selection diagnostics', () => {
+  const records = groupRecords();
+  const { records: picked, diagnostics } = selectCompetitive(records, 3, resolveSelectionPolicy({}));
+
+  it('adds source and competitive score after the reward, and anti-dom when a penalty applied', () => {
+    expect(formatExperienceInjections(picked, 3, diagnostics)).toEqual([
+      '[exp a1 | epoch n/a | reward 1.35 | source group_id:A | competitive 1.35] a record (stats: )',
+      '[exp b1 | epoch n/a | reward 1.22 | source group_id:B | competitive 1.22] a record (stats: )',
+      '[exp a2 | epoch n/a | reward 1.30 | source group_id:A | competitive 0.80 | anti-dom 0.50] a record (stats: )',
+    ]);
+  });
+
+  it('keeps the stats part and the older format of everything else', () => {
+    const r = record({ groupId: ' g ' });
+    const { records: one, diagnostics: d } = selectCompetitive([r], 1, resolveSelectionPolicy({}));
+    expect(formatExperienceInjections(one, 1, d)).toEqual([
+      '[exp exp-lq2x3k-a1b2c3 | epoch 3 | reward 1.50 | source group_id:g | competitive 1.50] ' +
+        'Replaced the retry loop with exponential backoff (stats: shell: 1840t/0.012usd/2310ms)',
+    ]);
+  });
+
+  it('is byte-identical to the older format without diagnostics, or for records not selected', () => {
+    const plain = formatExperienceInjections(records, 4);
+    expect(plain[0]).toBe('[exp a1 | epoch n/a | reward 1.35] a record (stats: )');
+    expect(formatExperienceInjections(records, 4, { selected: [] })).toEqual(plain);
+    const other = record({ id: 'not-selected' });
+    expect(formatExperienceInjections([other], 1, diagnostics)).toEqual(formatExperienceInjections([other], 1));
+  });
+
+  it('takes only the first `slots` records and entries', () => {
+    expect(formatExperienceInjections(picked, 1, diagnostics)).toHaveLength(1);
+    expect(formatExperienceInjections(picked, 0, diagnostics)).toEqual([]);
+  });
+
+  it('matches records to entries by position, so repeated ids keep their own sources', () => {
+    const first = makeRecord({ id: 'dup', runId: 'r1', reward: { gtScore: 1, relativeRank: 0 } });
+    const second = makeRecord({ id: 'dup', runId: 'r2', reward: { gtScore: 0.5, relativeRank: 0 } });
+    const { records: both, diagnostics: d } = selectCompetitive([first, second], 2, resolveSelectionPolicy({}));
+    const lines = formatExperienceInjections(both, 2, d);
+    expect(lines.map((line) => line.match(/source (\S+)/)![1])).toEqual(['run_id:r1', 'run_id:r2']);
+  });
+
+  it('falls back to the n-th entry of an id when the records are not in slot order', () => {
+    const reordered = [picked[2]!, picked[0]!];
+    expect(formatExperienceInjections(reordered, 2, diagnostics).map((line) => line.slice(0, line.indexOf(']') + 1))).toEqual([
+      '[exp a2 | epoch n/a | reward 1.30 | source group_id:A | competitive 0.80 | anti-dom 0.50]',
+      '[exp a1 | epoch n/a | reward 1.35 | source group_id:A | competitive 1.35]',
+    ]);
+  });
+});
+
+type SelectCall = { query: SelectQuery; options: SelectOptions | undefined };
+
+/** A store over fixed records per domain: plain fetches sort them, selections run selectCompetitive. */
+function selecting(byDomain: Record<string, ExperienceRecord[]>, truncated = false) {
+  const queries: FetchQuery[] = [];
+  const selections: SelectCall[] = [];
+  const source = {
+    queries,
+    selections,
+    fetchTopDetailed: async (query: FetchQuery) => {
+      queries.push(query);
+      return { records: (byDomain[query.domain] ?? []).slice(0, query.limit), truncated };
+    },
+    selectTop: async (query: SelectQuery, options?: SelectOptions) => {
+      selections.push({ query, options });
+      const policy = resolveSelectionPolicy(query.policy, query.minScore);
+      return { ...selectCompetitive(byDomain[query.domain] ?? [], query.limit, policy), truncated };
+    },
+  } satisfies ExperienceSource & Record<string, unknown>;
+  return source;
+}
+
+describe('collectPromptPackExperiences with retrieval policies', () => {
+  const DEFAULT = resolveSelectionPolicy({});
+
+  it('runs one selection per distinct domain and resolved policy, with the largest slots of its packs', async () => {
+    const source = selecting({ impl: groupRecords(), review: [] });
+    const strong = resolveSelectionPolicy({ antiDominanceNormalization: { strength: 1 } });
+    const result = await collectPromptPackExperiences(
+      source,
+      [
+        { id: 'sel-small', domain: 'impl', experienceSlots: 1, retrievalPolicy: {} },
+        // Spelled differently, resolves to the same policy: the same selection.
+        { id: 'sel-large', domain: ' impl ', experienceSlots: 3, retrievalPolicy: { antiDominanceNormalization: { strength: 0.5 } } },
+        { id: 'sel-strong', domain: 'impl', experienceSlots: 2, retrievalPolicy: { antiDominanceNormalization: { strength: 1 } } },
+        { id: 'plain', domain: 'impl', experienceSlots: 2 },
+        { id: 'plain-null', domain: 'impl', experienceSlots: 1, retrievalPolicy: null },
+        { id: 'review', domain: 'review', experienceSlots: 2, retrievalPolicy: { minScore: 0.5 } },
+        { id: 'off', domain: 'impl', experienceSlots: 0, retrievalPolicy: { scoreWeights: { gtScore: 3 } } },
+      ],
+      { taskId: 'task-a' },
+    );
+    expect(source.selections).toEqual([
+      { query: { domain: 'impl', limit: 3, policy: DEFAULT, taskId: 'task-a' }, options: { diagnostics: 'summary' } },
+      { query: { domain: 'impl', limit: 2, policy: strong, taskId: 'task-a' }, options: { diagnostics: 'summary' } },
+      {
+        query: { domain: 'review', limit: 2, policy: resolveSelectionPolicy({ minScore: 0.5 }), taskId: 'task-a' },
+        options: { diagnostics: 'summary' },
+      },
+    ]);
+    expect(source.queries).toEqual([{ domain: 'impl', limit: 2, taskId: 'task-a' }]);
+    expect(result.map((p) => p.experiences.length)).toEqual([1, 3, 2, 2, 1, 0, 0]);
+  });
+
+  it('formats the lines from the selection and gives each pack its diagnostics', async () => {
+    const source = selecting({ impl: groupRecords() });
+    const [small, large] = await collectPromptPackExperiences(source, [
+      { id: 'small', domain: 'impl', experienceSlots: 2, retrievalPolicy: { minScore: 0.1 } },
+      { id: 'large', domain: 'impl', experienceSlots: 3, retrievalPolicy: { minScore: 0.1 } },
+    ]);
+    expect(large!.experiences).toEqual([
+      '[exp a1 | epoch n/a | reward 1.35 | source group_id:A | competitive 1.35] a record (stats: )',
+      '[exp b1 | epoch n/a | reward 1.22 | source group_id:B | competitive 1.22] a record (stats: )',
+      '[exp a2 | epoch n/a | reward 1.30 | source group_id:A | competitive 0.80 | anti-dom 0.50] a record (stats: )',
+    ]);
+    // The first slots of a greedy do not depend on its limit: the small pack's lines are a prefix.
+    expect(small!.experiences).toEqual(large!.experiences.slice(0, 2));
+    const want = selectCompetitive(groupRecords(), 3, resolveSelectionPolicy({ minScore: 0.1 })).diagnostics;
+    expect(large!.selection).toEqual(want);
+    // Packs of one selection share its diagnostics, untrimmed.
+    expect(small!.selection).toBe(large!.selection);
+    expect(small!.selection!.selected_count).toBe(3);
+  });
+
+  it('gives plain packs no selection field, and leaves their lines in the older format', async () => {
+    const source = selecting({ impl: groupRecords() });
+    const [plain] = await collectPromptPackExperiences(source, [{ id: 'plain', domain: 'impl', experienceSlots: 1 }]);
+    expect(plain).toEqual({ id: 'plain', experiences: ['[exp a1 | epoch n/a | reward 1.35] a record (stats: )'], truncated: false });
+    expect('selection' in plain!).toBe(false);
+  });
+
+  it("carries the selection's truncated flag to its packs", async () => {
+    const source = selecting({ impl: groupRecords() }, true);
+    const [pack] = await collectPromptPackExperiences(source, [{ id: 'p', domain: 'impl', experienceSlots: 1, retrievalPolicy: {} }]);
+    expect(pack!.truncated).toBe(true);
+    expect(pack!.selection).toBeDefined();
+  });
+
+  it("folds minReward into the policy's minScore unless the policy sets one", async () => {
+    const source = selecting({ impl: groupRecords() });
+    await collectPromptPackExperiences(
+      source,
+      [
+        { id: 'inherits', domain: 'impl', experienceSlots: 1, retrievalPolicy: {} },
+        { id: 'own', domain: 'impl', experienceSlots: 1, retrievalPolicy: { minScore: 0.2 } },
+      ],
+      { minReward: 1.25 },
+    );
+    expect(source.selections.map((s) => s.query.policy!.minScore)).toEqual([1.25, 0.2]);
+    expect(source.selections.every((s) => !('minScore' in s.query))).toBe(true);
+  });
+
+  async function rejection(source: ExperienceSource, packs: unknown[], options = {}) {
+    const err = await collectPromptPackExperiences(source, packs as PromptPack[], options).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ExperienceStoreError);
+    expect((err as ExperienceStoreError).code).toBe('EXP_INVALID_INPUT');
+    return (err as ExperienceStoreError).message;
+  }
+
+  it('rejects a bad retrievalPolicy before any fetch, naming the pack and the policy field', async () => {
+    const source = selecting({ impl: groupRecords() });
+    const ok = { id: 'ok', domain: 'impl', experienceSlots: 1 };
+    const message = await rejection(source, [
+      ok,
+      { ...ok, retrievalPolicy: {} },
+      { ...ok, retrievalPolicy: { antiDominanceNormalization: { enabled: 'yes' } } },
+    ]);
+    expect(message).toMatch(/^packs\[2\]\.retrievalPolicy\.antiDominanceNormalization\.enabled \(selection\.policy\./);
+    expect(message).toContain('(selection.policy.antiDominanceNormalization.enabled) must be a boolean, got "yes"');
+    expect(await rejection(source, [{ ...ok, retrievalPolicy: 'competitive' }])).toMatch(
+      /^packs\[0\]\.retrievalPolicy \(selection\.policy\) must be an object/,
+    );
+    expect(await rejection(source, [{ ...ok, retrievalPolicy: { minScore: Number.NaN } }])).toContain(
+      'packs[0].retrievalPolicy.minScore (selection.policy.minScore)',
+    );
+    // A pack without slots is checked too: the instruction file is wrong either way.
+    expect(await rejection(source, [{ ...ok, experienceSlots: 0, retrievalPolicy: { scoreWeights: { gtScore: -1 } } }])).toContain(
+      'packs[0].retrievalPolicy.scoreWeights.gtScore',
+    );
+    expect(source.queries).toEqual([]);
+    expect(source.selections).toEqual([]);
+  });
+
+  it('rejects a minReward that cannot be a selection threshold, naming it', async () => {
+    const source = selecting({ impl: groupRecords() });
+    const packs = [{ id: 'p', domain: 'impl', experienceSlots: 1, retrievalPolicy: {} }];
+    const message = await rejection(source, packs, { minReward: -0.5 });
+    expect(message).toContain('options.minReward');
+    expect(message).toContain('packs[0]');
+    expect(source.selections).toEqual([]);
+  });
+
+  it('rejects a pack with a retrievalPolicy when the store has no selectTop, before any fetch', async () => {
+    const source = counting(selecting({ impl: groupRecords() }));
+    const message = await rejection(source, [
+      { id: 'plain', domain: 'impl', experienceSlots: 1 },
+      { id: 'zero', domain: 'impl', experienceSlots: 0, retrievalPolicy: {} },
+      { id: 'sel', domain: 'impl', experienceSlots: 1, retrievalPolicy: {} },
+    ]);
+    expect(message).toMatch(/^packs\[2\] has a retrievalPolicy, but the store given has no selectTop/);
+    expect(source.queries).toEqual([]);
+    // Without a pack needing it, a store without selectTop is fine.
+    await collectPromptPackExperiences(source, [{ id: 'zero', domain: 'impl', experienceSlots: 0, retrievalPolicy: {} }]);
+  });
+
+  const hasSelectTop = typeof (ExperienceStore.prototype as unknown as Record<string, unknown>).selectTop === 'function';
+  test.skipIf(!hasSelectTop)('selects through a real store as selectCompetitive does over its records', async ({ dir }) => {
+    const store = new ExperienceStore({ outDir: `${dir}/out`, runsDir: `${dir}/runs` });
+    const inputs = [0.9, 0.8, 0.7, 0.6, 0.5].map((gtScore, i) =>
+      makeInput({ runId: i < 3 ? 'prolific' : `run-${i}`, reward: { gtScore, relativeRank: 0 }, summary: `s${i}` }),
+    );
+    const written = await store.recordBatch(inputs, 'runs/m.json');
+    const [pack] = await collectPromptPackExperiences(store, [
+      { id: 'p', domain: 'implementation', experienceSlots: 3, retrievalPolicy: { antiDominanceNormalization: { strength: 0.25 } } },
+    ]);
+    const want = selectCompetitive(written, 3, resolveSelectionPolicy({ antiDominanceNormalization: { strength: 0.25 } }));
+    expect(pack!.experiences).toEqual(formatExperienceInjections(want.records, 3, want.diagnostics));
+    expect(pack!.experiences[1]).toContain('| source run_id:run-3 | competitive 0.60]');
+    expect((pack!.selection as ExperienceSelectionDiagnostics).selected_ids).toEqual(want.diagnostics.selected_ids);
   });
 });

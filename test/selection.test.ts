@@ -33,7 +33,7 @@ function policyError(policy: unknown, queryMinScore?: unknown): ExperienceStoreE
   throw new Error(`resolveSelectionPolicy accepted ${JSON.stringify(policy)}`);
 }
 
-/** A record scoring `score` (gtScore 1 + the rest as relativeRank), from `groupId`. */
+/** A record scoring `score` (gtScore 1, the rest as relativeRank). */
 function scored(id: string, score: number, overrides: Partial<ExperienceRecord> = {}): ExperienceRecord {
   return makeRecord({ id, reward: { gtScore: 1, relativeRank: score - 1 }, ...overrides });
 }
@@ -85,7 +85,11 @@ describe('resolveSelectionPolicy', () => {
   });
 
   it('turns -0 into 0 so that the resolved policy compares equal to its JSON', () => {
-    const resolved = resolveSelectionPolicy({ minScore: -0, scoreWeights: { gtScore: -0 }, antiDominanceNormalization: { strength: -0 } });
+    const resolved = resolveSelectionPolicy({
+      minScore: -0,
+      scoreWeights: { gtScore: -0 },
+      antiDominanceNormalization: { strength: -0 },
+    });
     expect(Object.is(resolved.minScore, 0)).toBe(true);
     expect(Object.is(resolved.scoreWeights.gtScore, 0)).toBe(true);
     expect(Object.is(resolved.antiDominanceNormalization.strength, 0)).toBe(true);
@@ -317,9 +321,10 @@ describe('selectCompetitive', () => {
     const { records, diagnostics } = selectCompetitive(candidates, 10, policy);
     // Slot 2: r2 competes at 0.7 - 0.25 = 0.45 < 0.5.
     expect(records.map((r) => r.id)).toEqual(['r1']);
+    const below = 'competitive_score_below_min_score';
     expect(diagnostics.candidates.slice(1)).toEqual([
-      expect.objectContaining({ id: 'r2', competitive_score: 0.45, dominance_penalty: 0.25, exclusion_reason: 'competitive_score_below_min_score' }),
-      expect.objectContaining({ id: 'r3', competitive_score: 0.4, dominance_penalty: 0.25, exclusion_reason: 'competitive_score_below_min_score' }),
+      expect.objectContaining({ id: 'r2', competitive_score: 0.45, dominance_penalty: 0.25, exclusion_reason: below }),
+      expect.objectContaining({ id: 'r3', competitive_score: 0.4, dominance_penalty: 0.25, exclusion_reason: below }),
     ]);
   });
 
@@ -429,7 +434,11 @@ describe('selectCompetitive against the naive greedy of the newer orchestrator',
       strength: fc.constantFrom(0, 0.1, 0.25, 0.5, 1, 3, 1 / 7),
     })
     .map(({ minScore, gtScore, relativeRank, enabled, strength }) =>
-      resolveSelectionPolicy({ minScore, scoreWeights: { gtScore, relativeRank }, antiDominanceNormalization: { enabled, strength } }),
+      resolveSelectionPolicy({
+        minScore,
+        scoreWeights: { gtScore, relativeRank },
+        antiDominanceNormalization: { enabled, strength },
+      }),
     );
 
   it('gives the same records (the same objects, in slot order) and the same diagnostics', () => {
