@@ -10,6 +10,7 @@
  * A rule:
  *   fn       name of any `fs` function ("linkSync", "unlinkSync", "futimesSync", ...)
  *   path     optional substring: only calls with a string argument containing it count
+ *   pathEnd  optional suffix: only calls with a string argument ending with it count
  *   nth      the rule fires at the nth counted call (1-based, default 1)
  *   action   "pause": write `reached` (default `${until}.reached`), then block the
  *                     whole process synchronously until the file `until` exists,
@@ -69,8 +70,10 @@ export function removeFsHooks() {
 }
 
 function matchesPath(rule, args) {
-  if (rule.path === undefined) return true;
-  return args.some((a) => (typeof a === 'string' && a.includes(rule.path)) || (a instanceof URL && a.pathname.includes(rule.path)));
+  const paths = args.map((a) => (a instanceof URL ? a.pathname : a)).filter((a) => typeof a === 'string');
+  if (rule.path !== undefined && !paths.some((p) => p.includes(rule.path))) return false;
+  if (rule.pathEnd !== undefined && !paths.some((p) => p.endsWith(rule.pathEnd))) return false;
+  return true;
 }
 
 function act(rule, fn, args) {

@@ -56,8 +56,8 @@ const running = new Set();
 /**
  * Start a child in `config.mode`, with `hook` (a fs-hooks.mjs rule or rules)
  * when given. `lines` fills with its stdout lines; `waitForLine(prefix)`
- * resolves with the first line starting with `prefix` (rejects if the child
- * exits first); `exited` resolves with { code, signal, stderr }.
+ * resolves with the first line starting with `prefix` (or any of an array of
+ * prefixes; rejects if the child exits first); `exited` resolves with { code, signal, stderr }.
  */
 export function spawnLockChild(config, hook) {
   const args = hook === undefined ? [] : ['--import', HOOKS];
@@ -73,7 +73,7 @@ export function spawnLockChild(config, hook) {
   let waiters = [];
   const settle = (exited) => {
     waiters = waiters.filter((w) => {
-      const line = lines.find((l) => l.startsWith(w.prefix));
+      const line = lines.find((l) => w.prefixes.some((p) => l.startsWith(p)));
       if (line !== undefined) w.resolve(line);
       else if (exited) w.reject(new Error(`child ${config.mode} exited before printing "${w.prefix}": ${stderr}`));
       else return true;
@@ -101,7 +101,7 @@ export function spawnLockChild(config, hook) {
     lines,
     exited,
     waitForLine: (prefix) => new Promise((resolve, reject) => {
-      waiters.push({ prefix, resolve, reject });
+      waiters.push({ prefix, prefixes: Array.isArray(prefix) ? prefix : [prefix], resolve, reject });
       settle(child.exitCode !== null || child.signalCode !== null);
     }),
   };
