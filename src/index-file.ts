@@ -15,7 +15,7 @@ import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { errorCode } from './errors.js';
 import { compareRecords, isExperienceRecord } from './record.js';
-import { compareSelection, newEntry, trimPool, type DomainTop, type Entry, type TopState } from './top-k.js';
+import { compareSelection, LazyDomain, newEntry, trimPool, type DomainTop, type EncodedDomain, type Entry, type TopState } from './top-k.js';
 
 export const INDEX_FORMAT = 'experience-store/top-index';
 export const INDEX_VERSION = 2;
@@ -78,19 +78,16 @@ export class LoadedIndex {
   readonly #position = new Map<string, number>();
   readonly #tops = new Map<string, Parsed>();
   readonly #pools = new Map<string, readonly Entry[]>();
+  /** An index made from a state answers from its (possibly lazy) domains. */
+  readonly #state: TopState | undefined;
 
   constructor(header: IndexHeader, source?: { path: string; sectionsAt: number; bytes: Buffer }, state?: TopState) {
     this.header = header;
     this.#path = source?.path;
     this.#sectionsAt = source?.sectionsAt ?? 0;
     this.#bytes = source?.bytes;
+    this.#state = state;
     header.domains.forEach((d, i) => this.#position.set(d.domain, i));
-    if (state) {
-      for (const [name, d] of state.domains) {
-        this.#tops.set(name, { bytes: undefined, lines: [], entries: d.top as Entry[] });
-        this.#pools.set(name, d.pool);
-      }
-    }
   }
 
   get k(): number {
@@ -113,6 +110,10 @@ export class LoadedIndex {
     if (i === undefined) return [];
     const d = this.header.domains[i]!;
     const want = Math.min(limit, d.count, this.k);
+    if (this.#state !== undefined) {
+      const top = this.#state.domains.get(domain)!.top;
+      return want >= top.length ? top : top.slice(0, want);
+    }
     let parsed = this.#tops.get(domain);
     if (parsed === undefined) {
       const bytes = this.#section(d.top, `top section of ${JSON.stringify(domain)}`);
@@ -141,6 +142,7 @@ export class LoadedIndex {
 
   /** The selection pool of `domain`, in selection order (see top-k.ts). Throws InvalidIndexError. */
   pool(domain: string): readonly Entry[] {
+    if (this.#state !== undefined) return this.#state.domains.get(domain)?.pool ?? [];
     const cached = this.#pools.get(domain);
     if (cached !== undefined) return cached;
     const i = this.#position.get(domain);
@@ -176,10 +178,28 @@ export class LoadedIndex {
     return pool;
   }
 
-  /** Everything, parsed and checked: the state a writer or a tail merge continues from. */
+  /**
+   * The state a writer or a tail merge continues from. Domains are parsed (and
+   * checked) when first used; one that a batch does not touch is written back as
+   * the bytes it has here. A bad section surfaces then, as InvalidIndexError.
+   */
   toState(): TopState {
+    if (this.#state !== undefined) return this.#state;
     const domains = new Map<string, DomainTop>();
-    for (const d of this.header.domains) domains.set(d.domain, { count: d.count, top: this.top(d.domain), pool: this.pool(d.domain) });
+    for (const d of this.header.domains) {
+      const name = d.domain;
+      const source = {
+        top: () => this.top(name),
+        pool: () => this.pool(name),
+        encoded: (): EncodedDomain => ({
+          top: this.#section(d.top, `top section of ${JSON.stringify(name)}`),
+          topCrc: d.top[2],
+          pool: this.#section(d.pool, `pool section of ${JSON.stringify(name)}`),
+          poolCrc: d.pool[2],
+        }),
+      };
+      domains.set(name, new LazyDomain(source, d.count));
+    }
     return { k: this.k, records: this.header.records, malformed: this.header.malformed, domains };
   }
 
@@ -312,9 +332,17 @@ function parseJson(text: string): unknown {
   }
 }
 
-/** An in-memory index of a (trimmed) state, as if it had been written and read back. */
+/** An in-memory index of a (trimmed) state, as if it had been written and read back. Parses nothing. */
 export function indexOfState(state: TopState, stamp: LogStamp): LoadedIndex {
-  return new LoadedIndex(layoutOf(state, stamp).header, undefined, state);
+  return new LoadedIndex(headerOf(state, stamp), undefined, state);
+}
+
+/** The header of an index of `state`, without sections (an in-memory index needs none). */
+function headerOf(state: TopState, stamp: LogStamp): IndexHeader {
+  const names = [...state.domains.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const none: Section = [0, 0, '00000000'];
+  const domains = names.map((domain) => ({ domain, count: state.domains.get(domain)!.count, top: none, pool: none }));
+  return { k: state.k, log: stamp, records: state.records, malformed: state.malformed, domains };
 }
 
 // Encoded sections by list identity: a write re-encodes only the domains its
@@ -354,14 +382,18 @@ function layoutOf(state: TopState, stamp: LogStamp): { header: IndexHeader; part
   const names = [...state.domains.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   const parts: Buffer[] = [];
   let at = 0;
-  const section = (bytes: Buffer): Section => {
+  const section = (bytes: Buffer, crc = crc32Hex(bytes)): Section => {
     parts.push(bytes);
-    const s: Section = [at, bytes.length, crc32Hex(bytes)];
+    const s: Section = [at, bytes.length, crc];
     at += bytes.length;
     return s;
   };
   const domains = names.map((domain) => {
     const d = state.domains.get(domain)!;
+    const encoded = d instanceof LazyDomain ? d.encoded() : undefined;
+    if (encoded !== undefined) {
+      return { domain, count: d.count, top: section(encoded.top, encoded.topCrc), pool: section(encoded.pool, encoded.poolCrc) };
+    }
     const top = d.top.length > state.k ? d.top.slice(0, state.k) : d.top;
     return { domain, count: d.count, top: section(encodeTop(top)), pool: section(encodePool(d.pool, top)) };
   });

@@ -35,6 +35,58 @@ export interface DomainTop {
   pool: readonly Entry[];
 }
 
+/** An index's sections of one domain, checked, as they are in the file. */
+export interface EncodedDomain {
+  top: Buffer;
+  topCrc: string;
+  pool: Buffer;
+  poolCrc: string;
+}
+
+/**
+ * A domain as an index file holds it, parsed on first use: a writer whose batch
+ * touches one domain of eight parses one, and copies the other seven's bytes.
+ */
+export class LazyDomain implements DomainTop {
+  count: number;
+  readonly #source: { top(): readonly Entry[]; pool(): readonly Entry[]; encoded(): EncodedDomain };
+  #top: readonly Entry[] | undefined;
+  #pool: readonly Entry[] | undefined;
+
+  constructor(source: LazyDomain['source'], count: number) {
+    this.#source = source;
+    this.count = count;
+  }
+
+  get source(): { top(): readonly Entry[]; pool(): readonly Entry[]; encoded(): EncodedDomain } {
+    return this.#source;
+  }
+  get top(): readonly Entry[] {
+    return (this.#top ??= this.#source.top());
+  }
+  set top(top: readonly Entry[]) {
+    this.#top = top;
+  }
+  get pool(): readonly Entry[] {
+    return (this.#pool ??= this.#source.pool());
+  }
+  set pool(pool: readonly Entry[]) {
+    this.#pool = pool;
+  }
+
+  /** The file's bytes, while nothing was parsed or changed (else undefined). */
+  encoded(): EncodedDomain | undefined {
+    return this.#top === undefined && this.#pool === undefined ? this.#source.encoded() : undefined;
+  }
+
+  /** A copy that parses nothing yet. */
+  copy(): DomainTop {
+    return this.#top === undefined && this.#pool === undefined
+      ? new LazyDomain(this.#source, this.count)
+      : { count: this.count, top: this.top, pool: this.pool };
+  }
+}
+
 /** What a scan of a log prefix knows: the input of an index, and of an answer. */
 export interface TopState {
   /** Records kept per domain (and selection slots answered) when the state is persisted. */
@@ -44,7 +96,7 @@ export interface TopState {
   domains: Map<string, DomainTop>;
 }
 
-/** How many records a scan keeps of a domain, per list; 0 keeps none. `all` keeps every record (a full selection). */
+/** How many records a scan keeps of a domain, per list; 0 keeps none. */
 export interface Caps {
   top: number;
   pool: number;
@@ -65,7 +117,7 @@ export function emptyState(k: number): TopState {
 /** A copy that can be added to without touching `state` (lists are shared until replaced). */
 export function cloneState(state: TopState): TopState {
   const domains = new Map<string, DomainTop>();
-  for (const [name, d] of state.domains) domains.set(name, { count: d.count, top: d.top, pool: d.pool });
+  for (const [name, d] of state.domains) domains.set(name, d instanceof LazyDomain ? d.copy() : { count: d.count, top: d.top, pool: d.pool });
   return { k: state.k, records: state.records, malformed: state.malformed, domains };
 }
 
@@ -197,6 +249,11 @@ export function addRecord(state: TopState, record: ExperienceRecord, raw: string
 export function trimState(state: TopState): TopState {
   const domains = new Map<string, DomainTop>();
   for (const [name, d] of state.domains) {
+    // An untouched domain of an index is already trimmed to the K it keeps.
+    if (d instanceof LazyDomain && d.encoded() !== undefined) {
+      domains.set(name, d.copy());
+      continue;
+    }
     domains.set(name, {
       count: d.count,
       top: d.top.length > state.k ? d.top.slice(0, state.k) : d.top,
