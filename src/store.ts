@@ -12,7 +12,7 @@ import { decideFreshness, stampOf, type LogStat } from './freshness.js';
 import { IndexCache } from './index-cache.js';
 import { fingerprintAt, indexOfState, InvalidIndexError, readIndex, serializeIndex, writeIndex, type LoadedIndex } from './index-file.js';
 import { statsOfStore, verifyStore, type StatsOptions, type TaskReport, type TaskStats, type VerifyOptions } from './inspect.js';
-import { DEFAULT_LOCK_RETRY, withTaskLock, type LockRetry } from './lock.js';
+import { resolveLockRetry, withTaskLock, type LockRetry } from './lock.js';
 import { appendToLog, closeQuietly, endsWithNewline, fstatLog, openLogForAppending, openLogForReading, withLog } from './log-file.js';
 import { INDEX_FILE, isValidTaskId, resolveStoreDirs, taskPaths, type TaskPaths } from './paths.js';
 import { checkQuery, checkSelectQuery, checkTaskId, type FetchQuery } from './query.js';
@@ -138,7 +138,7 @@ export class ExperienceStore {
     this.outDir = dirs.outDir;
     this.runsDir = dirs.runsDir;
     this.maxSummaryWords = positiveInteger('maxSummaryWords', options.maxSummaryWords ?? 32);
-    this.lockRetry = { ...DEFAULT_LOCK_RETRY, ...definedFields(options.lockRetry) }; // TEMP until lock.ts has resolveLockRetry
+    this.lockRetry = resolveLockRetry(options.lockRetry);
     this.indexTopK = positiveInteger('indexTopK', options.indexTopK ?? DEFAULT_TOP_K);
     const useIndex = options.useIndex ?? true;
     if (typeof useIndex !== 'boolean') throw invalidOption(`options.useIndex must be a boolean, got ${String(useIndex)}`);
@@ -152,7 +152,7 @@ export class ExperienceStore {
     const now = options.now ?? (() => new Date());
     if (typeof now !== 'function') throw invalidOption('options.now must be a function returning a Date');
     this.#now = now;
-    this.#reader = new TaskReader(this.#cache, this.indexTopK);
+    this.#reader = new TaskReader(this.#cache, this.indexTopK, this.lockRetry.staleMs);
   }
 
   /** Whether `record.stampSignature` is 64 hex characters. */
@@ -544,9 +544,4 @@ function positiveInteger(name: string, value: unknown): number {
     throw invalidOption(`options.${name} must be a positive integer, got ${String(value)}`);
   }
   return value;
-}
-
-// TEMP
-function definedFields(o: object | undefined): object {
-  return Object.fromEntries(Object.entries(o ?? {}).filter(([, v]) => v !== undefined));
 }

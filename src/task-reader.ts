@@ -61,10 +61,12 @@ const NO_VIEW: TaskView = { count: 0, top: [], pool: [], truncated: false };
 export class TaskReader {
   readonly #cache: IndexCache;
   readonly #indexTopK: number;
+  readonly #staleMs: number;
 
-  constructor(cache: IndexCache, indexTopK: number) {
+  constructor(cache: IndexCache, indexTopK: number, staleMs: number) {
     this.#cache = cache;
     this.#indexTopK = indexTopK;
+    this.#staleMs = staleMs;
   }
 
   /** One task through the index: from memory, from the index file, a tail or a full scan. Throws EXP_IO naming the log. */
@@ -175,10 +177,14 @@ export class TaskReader {
       const stamp = stampOf(log, caught.end, fingerprintAt(fd, caught.end));
       this.#cache.remember(paths.index, log, indexOfState(state, stamp), Date.now());
       if (caught.how === 'index') return;
-      await tryWithTaskLock(paths.lock, async () => {
-        const now = statLog(paths.log);
-        if (now !== undefined && statKeyEquals(now, log)) await writeIndex(paths.index, serializeIndex(state, stamp));
-      });
+      await tryWithTaskLock(
+        paths.lock,
+        async () => {
+          const now = statLog(paths.log);
+          if (now !== undefined && statKeyEquals(now, log)) await writeIndex(paths.index, serializeIndex(state, stamp));
+        },
+        { taskId: paths.taskId, staleMs: this.#staleMs },
+      );
     } catch {
       // The index is a cache: an unwritable directory only costs the next reader a scan.
     }
