@@ -14,6 +14,7 @@
  *                tried with maxAttempts 1 up to 5 times, `initialDelayMs` apart
  *                (default 100, what the default lockRetry sleeps), and
  *                "first-attempt <n>" is printed: the attempt it succeeded at.
+ *                `hookAfterFirst` (fs-hooks.mjs rules) is installed after it.
  * - older-writer: the older design: O_EXCL empty lock file, append, unlink.
  * - orchestrator-writer: the newer orchestrator's protocol: side lock, JSON
  *                owner record written after open, mtime refresh, read-then-rm.
@@ -182,6 +183,10 @@ async function writer(config) {
         await sleep(config.lockRetry?.initialDelayMs ?? 100);
       }
     }
+  }
+  if (config.hookAfterFirst) {
+    const { installFsHooks } = await import('./fs-hooks.mjs');
+    installFsHooks(config.hookAfterFirst);
   }
   for (let b = 0; config.batches === null || b < config.batches; b++) {
     acknowledge(await store.recordBatch(batch(), `${config.name}/manifest.json`));
