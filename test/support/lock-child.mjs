@@ -3,6 +3,8 @@
  * (optionally with `--import fs-hooks.mjs`), loading the BUILT package from
  * dist/ as a separately started orchestrator would. Config: JSON in argv[2].
  * Every mode prints one line per event on stdout; the parent reads them.
+ * Writers take `goFile` (print "ready", start when it exists) and `pauseMs`
+ * (sleep up to that long between batches).
  *
  * - hold:        withTaskLock (dist/src/lock.js); inside, append "start <name>"
  *                to `journal`, print "holding", wait for `goFile` (if given),
@@ -162,10 +164,23 @@ async function hold(config) {
   process.stdout.write('released\n');
 }
 
+/** With `goFile`: print "ready", start only once it exists, so that writers overlap. */
+async function ready(config) {
+  if (!config.goFile) return;
+  process.stdout.write('ready\n');
+  await waitForFile(config.goFile);
+}
+
+/** With `pauseMs`: sleep up to that long between batches, so that writers take turns. */
+async function pause(config) {
+  if (config.pauseMs) await sleep(Math.random() * config.pauseMs);
+}
+
 async function writer(config) {
   const { ExperienceStore } = await import(pathToFileURL(config.entry).href);
   const options = { outDir: config.outDir, runsDir: config.runsDir, lockRetry: config.lockRetry };
   const store = new ExperienceStore(options);
+  await ready(config);
   let n = 0;
   const batch = () => Array.from({ length: config.records ?? 3 }, () => input(config.name, n++, config.taskId));
   const acknowledge = (records) => process.stdout.write(records.map((r) => `${r.id}\n`).join(''));
@@ -189,6 +204,7 @@ async function writer(config) {
     installFsHooks(config.hookAfterFirst);
   }
   for (let b = 0; config.batches === null || b < config.batches; b++) {
+    await pause(config);
     acknowledge(await store.recordBatch(batch(), `${config.name}/manifest.json`));
   }
 }
@@ -196,8 +212,10 @@ async function writer(config) {
 async function olderWriter(config) {
   mkdirSync(path.dirname(config.lockPath), { recursive: true });
   mkdirSync(path.dirname(config.logPath), { recursive: true });
+  await ready(config);
   let n = 0;
   for (let b = 0; b < config.batches; b++) {
+    await pause(config);
     for (;;) {
       try {
         closeSync(openSync(config.lockPath, 'wx'));
@@ -212,14 +230,26 @@ async function olderWriter(config) {
       ids.push(`${config.name}-${n}`);
       return recordLine(config.name, n++, config.taskId) + '\n';
     });
-    const fd = openSync(config.logPath, 'a');
-    try {
-      writeSync(fd, lines.join(''));
-    } finally {
-      closeSync(fd);
-    }
+    await appendLines(config, lines);
     unlinkSync(config.lockPath);
     process.stdout.write(ids.map((id) => `${id}\n`).join(''));
+  }
+}
+
+/**
+ * Append a batch while holding the lock. With `lineDelayMs`, one line at a
+ * time with a sleep between: a writer that entered meanwhile would split it.
+ */
+async function appendLines(config, lines) {
+  const fd = openSync(config.logPath, 'a');
+  try {
+    if (!config.lineDelayMs) return void writeSync(fd, lines.join(''));
+    for (const line of lines) {
+      writeSync(fd, line);
+      await sleep(config.lineDelayMs);
+    }
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -271,8 +301,10 @@ async function orchestratorTake(file, taskId, staleMs, wait = true) {
 async function orchestratorWriter(config) {
   mkdirSync(path.dirname(config.lockPath), { recursive: true });
   mkdirSync(path.dirname(config.logPath), { recursive: true });
+  await ready(config);
   let n = 0;
   for (let b = 0; b < config.batches; b++) {
+    await pause(config);
     // As the orchestrator does: each try holds the side lock, tries the lock once, drops the side lock.
     let lock;
     while (lock === undefined) {
@@ -291,12 +323,7 @@ async function orchestratorWriter(config) {
         return recordLine(config.name, n++, config.taskId) + '\n';
       });
       if (config.holdMs) await sleep(config.holdMs);
-      const fd = openSync(config.logPath, 'a');
-      try {
-        writeSync(fd, lines.join(''));
-      } finally {
-        closeSync(fd);
-      }
+      await appendLines(config, lines);
     } finally {
       await lock.release();
     }
