@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect } from 'vitest';
-import { main } from '../src/cli/main.js';
-import type { CliIo } from '../src/cli/io.js';
+import { joinNegativeValues, main } from '../src/cli/main.js';
+import { fitWidth } from '../src/cli/progress.js';
+import { wantsColor, type CliIo } from '../src/cli/io.js';
 import { ExperienceStore, type ExperienceRecord } from '../src/index.js';
 import { formatExperienceInjections } from '../src/prompt-pack.js';
 import { BIN, ensureBuilt, ROOT, runCli, type CliResult } from './support/cli-run.js';
@@ -50,12 +51,12 @@ interface VerifyJson {
 }
 
 /** A fake terminal (or pipe) for main(argv, io), recording what was written. */
-function fakeIo(isTTY: boolean): CliIo & { out: () => string; err: () => string } {
+function fakeIo(isTTY: boolean, columns?: number): CliIo & { out: () => string; err: () => string } {
   let out = '';
   let err = '';
   return {
     stdout: { write: (s: string) => (out += s) },
-    stderr: { isTTY, write: (s: string) => (err += s) },
+    stderr: { isTTY, columns, write: (s: string) => (err += s) },
     env: {},
     out: () => out,
     err: () => err,
@@ -107,6 +108,14 @@ describe('help, version and usage errors', () => {
   test.each([
     [['top', '--domain', 'review', '--limit', 'abc'], /--limit must be a positive integer, got "abc"/],
     [['top', '--domain', 'review', '--limit', '0'], /--limit must be a positive integer, got "0"/],
+    // A negative number is a value, not an option: the check of the value answers.
+    [['top', '--domain', 'review', '--limit', '-1'], /--limit must be a positive integer, got "-1"/],
+    [['rebuild', '--k', '-3'], /--k must be a positive integer, got "-3"/],
+    [['top', '--domain', 'review', '--strength', '1'], /--strength needs --policy competitive/],
+    [['top', '--domain', 'review', '--explain'], /--explain needs --policy competitive/],
+    [['top', '--domain', 'review', '--policy', 'fancy'], /--policy must be plain or competitive, got "fancy"/],
+    [['top', '--domain', 'review', '--policy', 'competitive', '--strength', '-0.5'], /--strength must be >= 0, got -0.5/],
+    [['top', '--domain', 'review', '--policy', 'competitive', '--min-reward', '-1'], /--min-reward must be >= 0 with --policy competitive/],
     [['top', '--domain', 'review', '--min-reward', 'high'], /--min-reward must be a decimal number/],
     [['rebuild', '--k', '0'], /--k must be a positive integer, got "0"; see experience-store rebuild --help/],
     [['rebuild', '--k', '1.5'], /--k must be a positive integer/],
@@ -133,6 +142,24 @@ describe('help, version and usage errors', () => {
     expect(result.code).toBe(1);
     expect(result.stdout).toBe('');
     expectOneErrorLine(result, /--out .*no-such-out does not exist/);
+  });
+
+  test('a --out that is a task directory exits 1 saying to pass its parent', async ({ dir }) => {
+    const s = await makeSampleStore(dir, { tasks: ['task-a'] });
+    const result = await runCli(['stats', '--out', path.join(s.outDir, 'task-a')]);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toBe('');
+    expectOneErrorLine(result, /--out .*task-a is a task directory \(it holds experiences\.jsonl\); pass its parent, .*out, and --task task-a/);
+  });
+
+  test('joins a value-taking option with a following negative number, and nothing else', () => {
+    const options = { 'min-reward': { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } } as const;
+    expect(joinNegativeValues(['top', '--min-reward', '-0.5', '--limit', '-1', '--json', '-2'], options)).toEqual([
+      'top', '--min-reward=-0.5', '--limit=-1', '--json', '-2',
+    ]);
+    expect(joinNegativeValues(['--limit', '--json', '--min-reward', '-.5', '--', '--limit', '-1'], options)).toEqual([
+      '--limit', '--json', '--min-reward=-.5', '--', '--limit', '-1',
+    ]);
   });
 
   test('a --task with no directory exits 1 naming the task', async ({ dir }) => {
@@ -411,6 +438,126 @@ describe('top', () => {
   });
 });
 
+describe('read-only commands', () => {
+  test('stats, top and verify create nothing: no .runs in the working directory, no file in the store', async ({ dir }) => {
+    const s = await makeSampleStore(dir);
+    // A stale index and a missing one: a fetch would like to heal both.
+    appendLines(s.logOf('task-a'), [JSON.stringify({ ...makeInput({ taskId: 'task-a', domain: 'review' }), id: 'exp-foreign' })]);
+    rmSync(s.indexOf('task-b'));
+    rmSync(s.runsDir, { recursive: true, force: true });
+    const before = treeOf(s.outDir);
+    const cwd = path.join(dir, 'cwd');
+    mkdirSync(cwd);
+
+    for (const args of [
+      ['stats'],
+      ['stats', '--json'],
+      ['verify'],
+      ['verify', '--json'],
+      ['top', '--domain', 'review'],
+      ['top', '--domain', 'review', '--task', 'task-b'],
+      ['top', '--domain', 'review', '--policy', 'competitive', '--explain'],
+    ]) {
+      const result = await runCli([...args, '--out', s.outDir], { cwd });
+      expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(0);
+      expect(readdirSync(cwd), args.join(' ')).toEqual([]);
+      expect(existsSync(s.runsDir), args.join(' ')).toBe(false);
+      expect(treeOf(s.outDir), args.join(' ')).toEqual(before);
+    }
+  });
+});
+
+describe('top --policy competitive', () => {
+  test('prints what selectTop selects, with its source and competitive score, and --json its records', async ({ dir }) => {
+    const s = await makeSampleStore(dir, { perDomain: 6 });
+    const store = new ExperienceStore({ outDir: s.outDir, runsDir: s.runsDir });
+    const query = { domain: 'review', limit: 4, policy: { antiDominanceNormalization: { strength: 2 } } };
+    const want = await store.selectTop(query);
+
+    const text = await runCli(['top', '--out', s.outDir, '--domain', 'review', '--limit', '4', '--policy', 'competitive', '--strength', '2']);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toBe(formatExperienceInjections(want.records, 4, want.diagnostics).join('\n') + '\n');
+    expect(text.stdout).toMatch(/\| source run_id:run-\d+ \| competitive -?\d+\.\d\d/);
+
+    const json = await runCli(['top', '--json', '--out', s.outDir, '--domain', 'review', '--limit', '4', '--policy', 'competitive', '--strength', '2']);
+    expect(parseJson<ExperienceRecord[]>(json)).toEqual(want.records);
+  });
+
+  test('--explain prints every candidate (a table, or the diagnostics with --json)', async ({ dir }) => {
+    const s = await makeSampleStore(dir, { perDomain: 6 });
+    const store = new ExperienceStore({ outDir: s.outDir, runsDir: s.runsDir });
+    const want = await store.selectTop({ domain: 'testing', limit: 3, minScore: 0.2 }, { diagnostics: 'full' });
+    const args = ['top', '--out', s.outDir, '--domain', 'testing', '--limit', '3', '--min-reward', '0.2', '--policy', 'competitive', '--explain'];
+
+    const json = parseJson<{ records: ExperienceRecord[]; diagnostics: typeof want.diagnostics }>(await runCli([...args, '--json']));
+    expect(json).toEqual({ records: want.records, diagnostics: want.diagnostics });
+    expect(json.diagnostics.candidates_complete).toBe(true);
+    expect(json.diagnostics.candidates).toHaveLength(12);
+
+    const text = await runCli(args);
+    expect(text.code).toBe(0);
+    const lines = text.stdout.split('\n');
+    expect(lines).toContain(`${want.diagnostics.selected_count} of 12 candidate(s) selected (competitive_scoring_v1, strength 0.5, min score 0.2)`);
+    const table = lines.slice(lines.findIndex((l) => l.startsWith('slot')));
+    expect(table[0]).toMatch(/^slot\s+id\s+source\s+raw\s+penalty\s+competitive\s+result$/);
+    for (const c of want.diagnostics.candidates) {
+      const row = table.find((l) => l.includes(c.id));
+      expect(row, c.id).toContain(c.selected ? 'selected' : c.exclusion_reason!.replaceAll('_', ' '));
+    }
+  });
+
+  test('--min-reward -0.5 is a value: top answers as fetchTop does', async ({ dir }) => {
+    const s = await makeSampleStore(dir, { perDomain: 3 });
+    const want = await new ExperienceStore({ outDir: s.outDir, runsDir: s.runsDir }).fetchTop({ domain: 'review', limit: 3, minReward: -0.5 });
+    const result = await runCli(['top', '--json', '--out', s.outDir, '--domain', 'review', '--limit', '3', '--min-reward', '-0.5']);
+    expect(result.code).toBe(0);
+    expect(parseJson<ExperienceRecord[]>(result)).toEqual(want);
+  });
+});
+
+describe('terminal output', () => {
+  test('the progress line is cut to the terminal width and erased at the end', async ({ dir }) => {
+    const s = await makeSampleStore(dir, { tasks: ['task-a'] });
+    const tty = fakeIo(true, 24);
+    expect(await main(['rebuild', '--out', s.outDir, '--runs', s.runsDir], tty)).toBe(0);
+    const redraws = tty.err().split('\r\x1b[2K');
+    expect(redraws[0]).toBe('');
+    expect(redraws.at(-1)).toBe(''); // the last write erases the line
+    const shown = redraws.slice(1, -1);
+    expect(shown.length).toBeGreaterThan(0);
+    for (const text of shown) {
+      expect([...text].length).toBeLessThanOrEqual(23);
+      expect(text).not.toContain('\n');
+    }
+    expect(shown[0]).toMatch(/^rebuild task-a \(1\/1\): .*…$/);
+  });
+
+  test('fitWidth keeps short text, cuts long text with an ellipsis, and leaves it alone without a width', () => {
+    expect(fitWidth('short', 80)).toBe('short');
+    expect(fitWidth('0123456789', 8)).toBe('012345…');
+    expect(fitWidth('0123456789', undefined)).toBe('0123456789');
+  });
+
+  test('colour only on a terminal, and never with NO_COLOR set', () => {
+    expect(wantsColor({ isTTY: true }, {})).toBe(true);
+    expect(wantsColor({ isTTY: true }, { NO_COLOR: '1' })).toBe(false);
+    expect(wantsColor({ isTTY: true }, { NO_COLOR: '' })).toBe(true);
+    expect(wantsColor({ isTTY: false }, {})).toBe(false);
+  });
+});
+
+/** Every file under `dir`, relative, with its SHA-256. */
+function treeOf(dir: string): Record<string, string> {
+  const tree: Record<string, string> = {};
+  for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
+    if (entry.isFile()) {
+      const file = path.join(entry.parentPath, entry.name);
+      tree[path.relative(dir, file)] = sha256(file);
+    }
+  }
+  return tree;
+}
+
 describe('output into a pipe closed early', () => {
   test('exits 0 with no stack trace when the reader stops after the first line (| head -1)', async ({ dir }) => {
     const out = path.join(dir, 'out');
@@ -419,6 +566,7 @@ describe('output into a pipe closed early', () => {
       'manifest.json',
     );
     const child = spawn(process.execPath, [BIN, 'top', '--out', out, '--domain', 'implementation', '--limit', '2000'], {
+      cwd: dir,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stderr = '';

@@ -6,9 +6,10 @@
 
 export interface CliIo {
   stdout: { write(chunk: string): unknown };
-  stderr: { write(chunk: string): unknown; isTTY?: boolean };
-  /** Defaults to process.env: outDir/runsDir defaults and DEBUG. */
-  env?: NodeJS.ProcessEnv;
+  /** `isTTY` turns progress on; `columns` is the width it is cut to. */
+  stderr: { write(chunk: string): unknown; isTTY?: boolean; columns?: number };
+  /** Defaults to process.env: outDir/runsDir defaults, DEBUG and NO_COLOR. */
+  env?: Record<string, string | undefined>;
 }
 
 export const PROGRAM = 'experience-store';
@@ -48,6 +49,14 @@ export function parseDecimal(flag: string, raw: string, command: string): number
     throw new UsageError(`${flag} must be a decimal number such as 1.25, got ${JSON.stringify(raw)}`, command);
   }
   return Number(raw);
+}
+
+/**
+ * Whether to colour output written to `stream`: only on a terminal, and never
+ * when NO_COLOR is set to anything but the empty string (https://no-color.org).
+ */
+export function wantsColor(stream: { isTTY?: boolean }, env: Record<string, string | undefined>): boolean {
+  return stream.isTTY === true && (env.NO_COLOR === undefined || env.NO_COLOR === '');
 }
 
 export function writeLines(stream: CliIo['stdout'], lines: readonly string[]): void {

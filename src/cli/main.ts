@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { errorCode } from '../errors.js';
-import { resolveStoreDirs, taskIdProblem } from '../paths.js';
+import { LOG_FILE, resolveStoreDirs, taskIdProblem } from '../paths.js';
 import { ExperienceStore } from '../store.js';
 import type { CommandContext, CommandSpec, OptionValues } from './context.js';
 import { OperationError, PROGRAM, UsageError, writeLines, type CliIo } from './io.js';
@@ -52,13 +52,14 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
 async function run(argv: readonly string[], io: CliIo): Promise<number> {
   // A lenient first pass only finds the command, so the strict pass knows which
   // options are allowed and an error can point at that command's help.
-  const guess = parseArgs({ args: [...argv], options: allOptions(), strict: false, allowPositionals: true });
+  const args = joinNegativeValues(argv, allOptions());
+  const guess = parseArgs({ args, options: allOptions(), strict: false, allowPositionals: true });
   const command = COMMANDS.find((c) => c.name === guess.positionals[0]);
 
   let parsed: { values: OptionValues; positionals: string[] };
   try {
     parsed = parseArgs({
-      args: [...argv],
+      args,
       options: { ...GLOBAL_OPTIONS, ...command?.options },
       strict: true,
       allowPositionals: true,
@@ -105,7 +106,9 @@ function contextFor(values: OptionValues, taskIds: string[], io: CliIo): Command
   const outDir = out !== undefined ? path.resolve(out) : defaults.outDir;
   const runsDir = runs !== undefined ? path.resolve(runs) : defaults.runsDir;
   const outLabel = out ?? outDir;
-  checkOutDir(outDir, out === undefined ? `the store directory ${outDir} (the default; pass --out DIR)` : `--out ${out}`);
+  const label = out === undefined ? `the store directory ${outDir} (the default; pass --out DIR)` : `--out ${out}`;
+  checkOutDir(outDir, label);
+  checkNotTaskDir(outDir, label);
   for (const id of taskIds) {
     if (!isDirectory(path.join(outDir, id))) {
       throw new OperationError(`no task "${id}" in ${outLabel}: it has no directory "${id}"; run ${PROGRAM} stats to list the tasks`);
@@ -140,12 +143,54 @@ function checkOutDir(outDir: string, label: string): void {
   throw new OperationError(`${label} is not a directory; pass the directory that holds the task directories`);
 }
 
+/** A task directory passed as the store would read as a store of no tasks: say so instead. */
+function checkNotTaskDir(outDir: string, label: string): void {
+  if (!isFile(path.join(outDir, LOG_FILE))) return;
+  throw new OperationError(
+    `${label} is a task directory (it holds ${LOG_FILE}); pass its parent, ${path.dirname(outDir)}, and --task ${path.basename(outDir)} for this task alone`,
+  );
+}
+
+function isFile(p: string): boolean {
+  try {
+    return statSync(p).isFile();
+  } catch {
+    return false;
+  }
+}
+
 function isDirectory(p: string): boolean {
   try {
     return statSync(p).isDirectory();
   } catch {
     return false;
   }
+}
+
+/**
+ * util.parseArgs takes an argument that starts with "-" for an option, never for
+ * a value, so `--min-reward -0.5` would read as a missing value. Join a
+ * value-taking long option with a following negative number (`--min-reward=-0.5`),
+ * the spelling parseArgs accepts; the command then checks the number.
+ */
+export function joinNegativeValues(argv: readonly string[], options: NonNullable<ParseArgsConfig['options']>): string[] {
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') {
+      args.push(...argv.slice(i));
+      break;
+    }
+    const next = argv[i + 1];
+    const name = arg.startsWith('--') ? arg.slice(2) : undefined;
+    if (name !== undefined && options[name]?.type === 'string' && next !== undefined && /^-(\d|\.\d)/.test(next)) {
+      args.push(`${arg}=${next}`);
+      i++;
+    } else {
+      args.push(arg);
+    }
+  }
+  return args;
 }
 
 function allOptions(): NonNullable<ParseArgsConfig['options']> {
@@ -183,7 +228,8 @@ function globalHelp(): string[] {
     `Usage: ${PROGRAM} <command> [options]`,
     '',
     'Maintain the sidecar top-K indexes of an experience store (<outDir>/<taskId>/experiences.top.json).',
-    'Commands write only index files (taking the task\'s lock file in --runs to do so), never logs.',
+    'No command writes a log. rebuild and verify --fix write index files under the task\'s lock in --runs;',
+    'top may too (healing a stale index, only if --runs exists and the lock is free); stats and verify create nothing.',
     '',
     'Commands:',
     ...helpLines(COMMANDS.map((c) => [c.usage, c.summary])),

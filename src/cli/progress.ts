@@ -1,7 +1,9 @@
 /**
  * A one-line progress display on stderr, redrawn in place at most ~10 times a
  * second, and only when stderr is a terminal: piped or redirected stderr gets
- * nothing, so logs and scripts see only the summary and errors.
+ * nothing, so logs and scripts see only the summary and errors. The line is cut
+ * to the terminal's width: a line that wraps cannot be erased by \r and leaves
+ * its first rows behind on every redraw.
  */
 import type { CliIo } from './io.js';
 
@@ -27,11 +29,22 @@ export function createProgress(stderr: CliIo['stderr'], nowMs: () => number = ()
       lastMs = now;
       shown = true;
       // \r back to column 0, ESC[2K erase the line: the previous text may be longer.
-      stderr.write(`\r\x1b[2K${text}`);
+      stderr.write(`\r\x1b[2K${fitWidth(text, stderr.columns)}`);
     },
     done() {
       if (shown) stderr.write('\r\x1b[2K');
       shown = false;
     },
   };
+}
+
+/**
+ * `text` cut to fit `columns - 1` (a line that fills the last column makes some
+ * terminals wrap), ending in "…" when cut. Unknown width: as is.
+ */
+export function fitWidth(text: string, columns: number | undefined): string {
+  if (columns === undefined || !(columns > 1)) return text;
+  const chars = [...text];
+  const room = columns - 1;
+  return chars.length <= room ? text : `${chars.slice(0, room - 1).join('')}…`;
 }

@@ -5,7 +5,10 @@
  * before the run; `npx vitest run test/cli.test.ts` may not have).
  */
 import { spawn } from 'node:child_process';
-import { BIN, ROOT } from './build.js';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { BIN } from './build.js';
 
 export { BIN, ensureBuilt, ROOT } from './build.js';
 
@@ -17,21 +20,37 @@ export interface CliResult {
 
 /**
  * Run the CLI with `args`. The environment is cleared of the variables that
- * change defaults, so only what a test passes applies.
+ * change defaults, so only what a test passes applies. Without `cwd`, the run
+ * gets an empty working directory of its own, and fails if the CLI leaves
+ * anything in it (such as a default `.runs`): no command may, and the
+ * repository stays clean.
  */
-export function runCli(args: readonly string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
-  const env: NodeJS.ProcessEnv = { ...process.env };
+export async function runCli(
+  args: readonly string[],
+  options: { cwd?: string; env?: Record<string, string | undefined> } = {},
+): Promise<CliResult> {
+  const env: Record<string, string | undefined> = { ...process.env };
   for (const name of Object.keys(env)) {
     if (name.startsWith('CODEX_') || name === 'DEBUG') delete env[name];
   }
   Object.assign(env, options.env);
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: options.cwd ?? ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  const cwd = options.cwd ?? mkdtempSync(path.join(os.tmpdir(), 'experience-store-cli-cwd-'));
+  try {
+    const result = await new Promise<CliResult>((resolve, reject) => {
+      const child = spawn(process.execPath, [BIN, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+      child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+    });
+    if (options.cwd === undefined) {
+      const left = readdirSync(cwd);
+      if (left.length > 0) throw new Error(`experience-store ${args.join(' ')} left ${left.join(', ')} in its working directory`);
+    }
+    return result;
+  } finally {
+    if (options.cwd === undefined) rmSync(cwd, { recursive: true, force: true });
+  }
 }
