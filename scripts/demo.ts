@@ -12,6 +12,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { isDeepStrictEqual, parseArgs } from 'node:util';
 import { DOMAINS, logBlocks, REPO_ROOT } from '../bench/dataset.js';
+import { formatBytes, wantsColor } from '../src/cli/io.js';
 import { ExperienceStore, score, type ExperienceRecord } from '../src/index.js';
 import { taskPaths } from '../src/paths.js';
 
@@ -31,8 +32,8 @@ if (!Number.isSafeInteger(records) || records <= 0 || !Number.isSafeInteger(limi
   process.exit(2);
 }
 
-const tty = process.stdout.isTTY === true;
-const paint = (code: string) => (text: string) => (tty ? `\x1b[${code}m${text}\x1b[0m` : text);
+const color = wantsColor(process.stdout, process.env);
+const paint = (code: string) => (text: string) => (color ? `\x1b[${code}m${text}\x1b[0m` : text);
 const bold = paint('1');
 const dim = paint('2');
 const green = paint('32');
@@ -57,7 +58,7 @@ for (const block of logBlocks(records, 42, undefined, TASK)) {
 }
 out.end();
 await once(out, 'close');
-step('wrote the log', `${(out.bytesWritten / 1e6).toFixed(1)} MB`, performance.now() - start);
+step('wrote the log', formatBytes(out.bytesWritten), performance.now() - start);
 
 // 2. The sidecar index: the top K of every domain, built once by a full scan.
 start = performance.now();
@@ -95,7 +96,7 @@ const logAgeMs = Date.now() - statSync(paths.log).mtimeMs;
 console.log('');
 printTop(`Through the index ${dim(`(${indexed.stats.indexHits} index hit, ${indexed.stats.bytesRead} log bytes read)`)}`, indexed.records);
 printTop(
-  `By full scan ${dim(`(${scanned.stats.linesRead.toLocaleString('en-US')} lines, ${(scanned.stats.bytesRead / 1e6).toFixed(1)} MB read)`)}`,
+  `By full scan ${dim(`(${scanned.stats.linesRead.toLocaleString('en-US')} lines, ${formatBytes(scanned.stats.bytesRead)} read)`)}`,
   scanned.records,
 );
 
