@@ -1,35 +1,9 @@
 /**
- * What the store is measured against: the older design's read and write paths,
- * and the floor of any full scan. None of these is part of the library.
+ * The floors the store is measured against: what any full scan, and any cold
+ * indexed fetch, must at least do. The older design's read and write paths are
+ * bench/older-store.ts. None of these is part of the library.
  */
-import { closeSync, createReadStream, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
-import { appendFile } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
-import { compareRecords, type ExperienceInput, type ExperienceRecord } from '../src/index.js';
-import { normalizeInput, validateBatch } from '../src/record.js';
-
-/**
- * The older design's fetch: readline over the whole log, JSON.parse every line,
- * keep the domain's records, sort, slice.
- */
-export async function naiveFullScan(logPath: string, domain: string, limit: number): Promise<ExperienceRecord[]> {
-  const matches: ExperienceRecord[] = [];
-  const lines = createInterface({ input: createReadStream(logPath), crlfDelay: Infinity });
-  for await (const line of lines) {
-    if (line.trim() === '') continue;
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch {
-      continue;
-    }
-    const record = value as ExperienceRecord;
-    if (record !== null && typeof record === 'object' && record.domain === domain && typeof record.reward === 'object') {
-      matches.push(record);
-    }
-  }
-  return matches.sort(compareRecords).slice(0, limit);
-}
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 
 const CHUNK_BYTES = 1 << 20;
 
@@ -65,27 +39,20 @@ export function floorScan(logPath: string): number {
 }
 
 /**
- * The older write path, without an index: validate and normalize the batch,
- * take the O_EXCL lock file, fs.promises.appendFile, remove the lock.
+ * The floor of a cold indexed fetch, whatever the index format: open the index,
+ * read all of it, close it, and decode and JSON.parse the records the answer
+ * needs (`recordsText`: the domain's top records as a JSON array, taken from a
+ * full scan, so the floor does not depend on how the index lays them out).
+ * Returns the number of records parsed.
  */
-export async function appendOnlyWrite(
-  logPath: string,
-  lockPath: string,
-  inputs: ExperienceInput[],
-  manifestPath: string,
-): Promise<void> {
-  const now = new Date();
-  const records = validateBatch(inputs).map((input) => normalizeInput(input, { maxSummaryWords: 32, now, manifestPath }));
-  const payload = records.map((r) => JSON.stringify(r)).join('\n') + '\n';
-  const fd = openSync(lockPath, 'wx');
+export function indexFloor(indexPath: string, recordsText: Buffer): number {
+  const fd = openSync(indexPath, 'r');
   try {
-    writeSync(fd, JSON.stringify({ pid: process.pid, acquiredAt: now.toISOString() }));
+    const size = fstatSync(fd).size;
+    const buffer = Buffer.allocUnsafe(size);
+    for (let at = 0, n; at < size && (n = readSync(fd, buffer, at, size - at, at)) > 0; ) at += n;
   } finally {
     closeSync(fd);
   }
-  try {
-    await appendFile(logPath, payload);
-  } finally {
-    unlinkSync(lockPath);
-  }
+  return (JSON.parse(recordsText.toString('utf8')) as unknown[]).length;
 }

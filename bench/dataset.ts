@@ -1,10 +1,18 @@
 /**
  * Deterministic benchmark data in the shape existing logs hold: one
- * JSON.stringify'd ExperienceRecord per line, ~8 domains with a Zipf-like skew,
- * multi-word summaries of up to 32 words, 1-4 toolStats, lines of ~500-800 bytes.
+ * JSON.stringify'd ExperienceRecord per line, 8 domains with a Zipf-like skew.
+ * Two shapes:
  *
- * The same (count, seed) always gives the same bytes, so a log is generated once
- * and cached under bench/.cache/; each run copies it into a fresh temp store.
+ * - `orchestrator` (the default; SPEC "Performance", issue 10): what the older
+ *   orchestrator's logs hold. Runs of 1-8 records that share runId, manifestPath
+ *   and createdAt (one recordBatch each; groupId null), summaries of 20-32 words,
+ *   1-4 toolStats, full-precision scores (Math.random-like doubles), lines of
+ *   ~800 bytes.
+ * - `classic`: the first benchmark data: one run per record, groupIds, summaries
+ *   of 8-32 words, scores rounded to 4 decimals, lines of ~500-800 bytes.
+ *
+ * The same (shape, count, seed) always gives the same bytes, so a log is generated
+ * once and cached under bench/.cache/; each run copies it into a fresh temp store.
  */
 import { createWriteStream, existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
 import { once } from 'node:events';
@@ -18,8 +26,12 @@ export const CACHE_DIR = path.join(REPO_ROOT, 'bench', '.cache');
 
 export const BENCH_TASK = 'bench-task';
 
-/** Bump when the generator's output changes: cached logs are keyed by it, the size and the seed. */
-const DATASET_VERSION = 1;
+export const SHAPES = ['orchestrator', 'classic'] as const;
+export type Shape = (typeof SHAPES)[number];
+export const DEFAULT_SHAPE: Shape = 'orchestrator';
+
+/** Bump when a shape's output changes: cached logs are keyed by it, the shape, the size and the seed. */
+const DATASET_VERSION: Record<Shape, number> = { classic: 1, orchestrator: 1 };
 
 /** Eight domains, most common first: domain i is drawn with weight 1 / (i + 1). */
 export const DOMAINS = [
@@ -81,10 +93,21 @@ export function pickDomain(rand: Rand): string {
 
 /** A summary of 8 to 32 words: one or two "verb the adjective noun in place" sentences. */
 function summary(rand: Rand): string {
-  const sentence = () => `${pick(rand, VERBS)} the ${pick(rand, ADJECTIVES)} ${pick(rand, NOUNS)} in ${pick(rand, PLACES)}`;
-  let words = `${sentence()} ${pick(rand, CLAUSES)}`.split(' ');
-  if (rand() < 0.5) words = words.concat(sentence().split(' '));
+  let words = `${sentence(rand)} ${pick(rand, CLAUSES)}`.split(' ');
+  if (rand() < 0.5) words = words.concat(sentence(rand).split(' '));
   return words.slice(0, 32).join(' ');
+}
+
+/** A summary of exactly 20 to 32 words, sentences and clauses until it is long enough. */
+function longSummary(rand: Rand): string {
+  const target = int(rand, 20, 32);
+  let words: string[] = [];
+  while (words.length < target) words = words.concat(`${sentence(rand)} ${pick(rand, CLAUSES)}`.split(' '));
+  return words.slice(0, target).join(' ');
+}
+
+function sentence(rand: Rand): string {
+  return `${pick(rand, VERBS)} the ${pick(rand, ADJECTIVES)} ${pick(rand, NOUNS)} in ${pick(rand, PLACES)}`;
 }
 
 function toolStats(rand: Rand): ExperienceInput['toolStats'] {
@@ -96,7 +119,15 @@ function toolStats(rand: Rand): ExperienceInput['toolStats'] {
   }));
 }
 
-/** A valid recordBatch input; `taskId` defaults to the bench task. */
+/** Tool stats as the orchestrator measured them: integer latencies, costs as computed (unrounded). */
+function measuredToolStats(rand: Rand): ExperienceInput['toolStats'] {
+  return Array.from({ length: int(rand, 1, 4) }, () => {
+    const tokens = int(rand, 40, 24_000);
+    return { tool: pick(rand, TOOLS), tokens, latencyMs: int(rand, 50, 90_000), costUsd: tokens * 0.000_003 * (0.5 + rand()) };
+  });
+}
+
+/** A classic-shape recordBatch input; `taskId` defaults to the bench task. */
 export function makeInput(rand: Rand, taskId = BENCH_TASK): ExperienceInput {
   return {
     runId: `run-${hex(rand, 10)}`,
@@ -111,21 +142,58 @@ export function makeInput(rand: Rand, taskId = BENCH_TASK): ExperienceInput {
   };
 }
 
+/** One run of an orchestrator: the runId, epoch and (derived) manifestPath its records share. */
+interface Run {
+  runId: string;
+  epoch: number | null;
+  manifestPath: string;
+}
+
+function newRun(rand: Rand, ms: number, taskId: string): Run {
+  const runId = `${new Date(ms).toISOString().replace(/[:.]/g, '-')}-${hex(rand, 8)}`;
+  return { runId, epoch: rand() < 0.1 ? null : int(rand, 0, 40), manifestPath: `.runs/${taskId}/cli/${runId}/manifest.json` };
+}
+
+function orchestratorInput(rand: Rand, run: Run, taskId: string): ExperienceInput {
+  return {
+    runId: run.runId,
+    taskId,
+    epoch: run.epoch,
+    groupId: null,
+    summary: longSummary(rand),
+    reward: { gtScore: rand(), relativeRank: rand() },
+    toolStats: measuredToolStats(rand),
+    stampSignature: hex(rand, 64),
+    domain: pickDomain(rand),
+  };
+}
+
+/**
+ * One recordBatch's inputs, as a run of `shape` writes them: in the orchestrator
+ * shape one run's records (shared runId); in the classic shape unrelated ones.
+ * Pass the batch's manifestPath to recordBatch as `batch.manifestPath`.
+ */
+export function makeBatch(
+  rand: Rand,
+  size: number,
+  shape: Shape = DEFAULT_SHAPE,
+  taskId = BENCH_TASK,
+): { inputs: ExperienceInput[]; manifestPath: string } {
+  if (shape === 'classic') return { inputs: Array.from({ length: size }, () => makeInput(rand, taskId)), manifestPath: '.runs/bench/manifest.json' };
+  const run = newRun(rand, START_MS, taskId);
+  return { inputs: Array.from({ length: size }, () => orchestratorInput(rand, run, taskId)), manifestPath: run.manifestPath };
+}
+
 // 2025-01-01T00:00:00Z; records are ~20 s apart on average, in log order.
 const START_MS = Date.UTC(2025, 0, 1);
 
-/**
- * Records as an older writer would have appended them. `clock` carries the
- * createdAt of the previous record so that appends made later keep time moving.
- */
-export function makeRecord(rand: Rand, clock: { ms: number }, taskId = BENCH_TASK): ExperienceRecord {
-  clock.ms += int(rand, 1_000, 40_000);
-  const input = makeInput(rand, taskId);
+/** A record as an older writer appended it from `input`. */
+function recordOf(input: ExperienceInput, rand: Rand, ms: number, manifestPath: string): ExperienceRecord {
   const { summary: summary32, ...rest } = input;
   return {
-    id: `exp-${clock.ms.toString(36)}-${hex(rand, 6)}`,
+    id: `exp-${ms.toString(36)}-${hex(rand, 6)}`,
     runId: rest.runId,
-    taskId,
+    taskId: rest.taskId,
     epoch: rest.epoch,
     groupId: rest.groupId,
     summary32,
@@ -133,17 +201,45 @@ export function makeRecord(rand: Rand, clock: { ms: number }, taskId = BENCH_TAS
     toolStats: rest.toolStats,
     stampSignature: rest.stampSignature,
     domain: rest.domain,
-    createdAt: new Date(clock.ms).toISOString(),
-    manifestPath: `.runs/${rest.runId}/manifest.json`,
+    createdAt: new Date(ms).toISOString(),
+    manifestPath,
   };
 }
 
-/** `count` log lines (each ending in "\n") for `seed`, in 4 MiB-ish blocks. */
-export function* logBlocks(count: number, seed: number, clock = { ms: START_MS }, taskId = BENCH_TASK): Generator<string> {
+/**
+ * Records as older writers would have appended them. `clock` carries the
+ * createdAt of the previous batch so that appends made later keep time moving.
+ */
+export function* makeRecords(count: number, seed: number, clock = { ms: START_MS }, taskId = BENCH_TASK, shape: Shape = DEFAULT_SHAPE): Generator<ExperienceRecord> {
   const rand = prng(seed);
+  for (let made = 0; made < count; ) {
+    if (shape === 'classic') {
+      clock.ms += int(rand, 1_000, 40_000);
+      const input = makeInput(rand, taskId);
+      yield recordOf(input, rand, clock.ms, `.runs/${input.runId}/manifest.json`);
+      made++;
+      continue;
+    }
+    // One run: 1-8 records written by one recordBatch, so they share its createdAt.
+    clock.ms += int(rand, 8_000, 320_000);
+    const run = newRun(rand, clock.ms, taskId);
+    const size = Math.min(int(rand, 1, 8), count - made);
+    for (let i = 0; i < size; i++) yield recordOf(orchestratorInput(rand, run, taskId), rand, clock.ms, run.manifestPath);
+    made += size;
+  }
+}
+
+/** `count` log lines (each ending in "\n") for `seed`, in 4 MiB-ish blocks. */
+export function* logBlocks(
+  count: number,
+  seed: number,
+  clock = { ms: START_MS },
+  taskId = BENCH_TASK,
+  shape: Shape = DEFAULT_SHAPE,
+): Generator<string> {
   let block = '';
-  for (let i = 0; i < count; i++) {
-    block += JSON.stringify(makeRecord(rand, clock, taskId)) + '\n';
+  for (const record of makeRecords(count, seed, clock, taskId, shape)) {
+    block += JSON.stringify(record) + '\n';
     if (block.length >= 4 << 20) {
       yield block;
       block = '';
@@ -153,18 +249,20 @@ export function* logBlocks(count: number, seed: number, clock = { ms: START_MS }
 }
 
 /** The whole text of `count` lines: for small appends (a foreign writer's batch). */
-export function logText(count: number, seed: number, clock = { ms: START_MS }): string {
-  return [...logBlocks(count, seed, clock)].join('');
+export function logText(count: number, seed: number, clock = { ms: START_MS }, shape: Shape = DEFAULT_SHAPE): string {
+  return [...logBlocks(count, seed, clock, BENCH_TASK, shape)].join('');
 }
 
 /** Path of the cached log of `count` records for `seed`, generating it on first use. */
-export async function cachedLog(count: number, seed: number): Promise<string> {
-  const file = path.join(CACHE_DIR, `log-v${DATASET_VERSION}-${count}-seed${seed}.jsonl`);
+export async function cachedLog(count: number, seed: number, shape: Shape = DEFAULT_SHAPE): Promise<string> {
+  // Classic logs keep their first name, so caches made before the second shape stay valid.
+  const name = shape === 'classic' ? `log-v1-${count}-seed${seed}.jsonl` : `log-${shape}-v${DATASET_VERSION[shape]}-${count}-seed${seed}.jsonl`;
+  const file = path.join(CACHE_DIR, name);
   if (existsSync(file)) return file;
   mkdirSync(CACHE_DIR, { recursive: true });
   const temp = `${file}.${process.pid}.tmp`;
   const out = createWriteStream(temp);
-  for (const block of logBlocks(count, seed)) {
+  for (const block of logBlocks(count, seed, undefined, BENCH_TASK, shape)) {
     if (!out.write(block)) await once(out, 'drain');
   }
   out.end();

@@ -4,6 +4,7 @@
  * a handful of times and a 10 µs hot fetch a few thousand. Cases that are
  * compared with each other run interleaved.
  */
+import { spawn } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { Bench } from 'tinybench';
 
@@ -89,6 +90,88 @@ async function runOnce(entry: Entry<string>, isAsync: boolean, iterations: numbe
   return [...(result.latency.samples ?? [])];
 }
 
+export interface ProcessEntry<Id extends string> {
+  id: Id;
+  /** The command line, argv[0] first; a function when each run needs fresh arguments. */
+  argv: readonly string[] | (() => readonly string[]);
+}
+
+export interface ProcessOptions {
+  /** Time to spend per case, in ms: it sets the sample count, within [minSamples, maxSamples]. */
+  budgetMs: number;
+  minSamples: number;
+  maxSamples: number;
+  /** Checks a run's stdout (the pilot's and every sample's); throws to stop the benchmark. */
+  check?: (id: string, stdout: string) => void;
+}
+
+export interface ProcessMeasurement {
+  /** Spawn to exit, as the parent sees it. */
+  wall: Measurement;
+  /** The child's own user + system CPU time, from its `cpu-us <n>` stdout line; absent if it printed none. */
+  cpu?: Measurement;
+}
+
+/** The line a child prints at exit for ProcessMeasurement.cpu: `node -e` code, or the body of an exit handler. */
+export const REPORT_CPU = "process.on('exit',()=>{const u=process.cpuUsage();process.stdout.write('cpu-us '+(u.user+u.system)+'\\n')})";
+
+/**
+ * Fresh processes, timed from the parent: spawn to exit, wall time, and the CPU
+ * time the child reports (wall time is what a run waits for; CPU time barely
+ * moves with the load other work puts on a shared machine). One untimed pilot
+ * per case (it warms the page cache and sets the sample count), then the cases
+ * take turns one run at a time (A B C A B C ...), so that a burst of load lands
+ * on all of them. tinybench adds nothing at this scale (tens of ms to seconds
+ * per run, a handful of runs), hence a plain loop.
+ */
+export async function measureProcesses<Id extends string>(
+  entries: ProcessEntry<Id>[],
+  options: ProcessOptions,
+): Promise<Map<Id, ProcessMeasurement>> {
+  const plans = [];
+  for (const entry of entries) {
+    const pilot = await timeProcess(entry, options.check);
+    const runs = clamp(Math.round(options.budgetMs / pilot.wallMs), options.minSamples, options.maxSamples);
+    plans.push({ entry, runs, wall: [] as number[], cpu: [] as number[] });
+  }
+  const rounds = Math.max(...plans.map((p) => p.runs));
+  for (let round = 0; round < rounds; round++) {
+    for (const plan of plans) {
+      if (round >= plan.runs) continue;
+      const { wallMs, cpuMs } = await timeProcess(plan.entry, options.check);
+      plan.wall.push(wallMs);
+      if (cpuMs !== undefined) plan.cpu.push(cpuMs);
+    }
+  }
+  return new Map(
+    plans.map((p) => [p.entry.id, { wall: summarize(p.wall), ...(p.cpu.length === p.wall.length && { cpu: summarize(p.cpu) }) }]),
+  );
+}
+
+async function timeProcess(
+  entry: ProcessEntry<string>,
+  check?: (id: string, stdout: string) => void,
+): Promise<{ wallMs: number; cpuMs: number | undefined }> {
+  const [command, ...args] = typeof entry.argv === 'function' ? entry.argv() : entry.argv;
+  const start = performance.now();
+  const child = spawn(command!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  // Time to 'exit'; the pipes may deliver their last bytes after it, by 'close'.
+  let ms = NaN;
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', () => void (ms = performance.now() - start));
+    child.once('close', (exitCode) => resolve(exitCode));
+  });
+  if (code !== 0) throw new Error(`${entry.id}: ${command} ${args.slice(0, 2).join(' ')} exited with ${code}: ${stderr.trim().slice(0, 500)}`);
+  const cpuLine = /^cpu-us (\d+)$/m.exec(stdout);
+  check?.(entry.id, stdout.replace(/^cpu-us \d+\n?/m, ''));
+  return { wallMs: ms, cpuMs: cpuLine ? Number(cpuLine[1]) / 1000 : undefined };
+}
+
 /** Median and quartiles of raw samples (ms), by linear interpolation. */
 export function summarize(raw: number[]): Measurement {
   const samples = [...raw].sort((a, b) => a - b);
@@ -110,11 +193,13 @@ function clamp(n: number, min: number, max: number): number {
 /** "12.3 µs", "4.56 ms", "3.21 s": three significant digits. */
 export function formatMs(ms: number): string {
   if (!Number.isFinite(ms)) return 'n/a';
-  if (ms < 1) return `${sig(ms * 1000)} µs`;
-  if (ms < 1000) return `${sig(ms)} ms`;
+  const size = Math.abs(ms);
+  if (size < 1) return `${sig(ms * 1000)} µs`;
+  if (size < 1000) return `${sig(ms)} ms`;
   return `${sig(ms / 1000)} s`;
 }
 
 function sig(n: number): string {
-  return n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2);
+  const size = Math.abs(n);
+  return size >= 100 ? n.toFixed(0) : size >= 10 ? n.toFixed(1) : n.toFixed(2);
 }

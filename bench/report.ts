@@ -4,25 +4,77 @@
  */
 import os from 'node:os';
 import { CASES, type CaseId, type SizeResult } from './cases.js';
-import { formatMs } from './measure.js';
+import type { Shape } from './dataset.js';
+import { formatMs, summarize } from './measure.js';
 
 export interface Run {
   sizes: SizeResult[];
   command: string;
   seed: number;
+  shape: Shape;
+  /** Whether the package imports under `ulimit -n 64`. */
+  ulimit64: { ok: boolean; detail: string };
   date: Date;
   elapsedMs: number;
+  /** 1-minute load averages at the start and at the end of the run: how busy the shared machine was. */
+  load: { start: number; end: number };
 }
 
 export interface Target {
-  id: 'cold' | 'hot' | 'flatCold' | 'flatHot' | 'flatBatch' | 'batchVsAppend' | 'tail' | 'scanVsFloor' | 'rebuildRss';
+  id:
+    | 'cold'
+    | 'hot'
+    | 'flatCold'
+    | 'flatHot'
+    | 'flatBatch'
+    | 'batchVsAppend'
+    | 'tail'
+    | 'scanVsFloor'
+    | 'rebuildRss'
+    | 'importVsOlder'
+    | 'importUlimit'
+    | 'oneShotFetch'
+    | 'oneShotOverhead'
+    | 'oneShotWrite'
+    | 'batchNewVsOlder'
+    | 'batchLongVsOlder'
+    | 'coldAbsolute'
+    | 'coldVsFloor'
+    | 'hotAbsolute'
+    | 'selectVsFetch'
+    | 'selectVsScan';
   name: string;
   measured: string;
   goal: string;
   met: boolean | undefined; // undefined: not measured in this run
 }
 
-const ORDER: CaseId[] = ['cold', 'hot', 'tail', 'tail1000', 'fullScan', 'naive', 'floor', 'recordBatch', 'appendOnly', 'indexWrite', 'rebuild'];
+const ORDER: CaseId[] = [
+  'cold',
+  'hot',
+  'indexFloor',
+  'indexFloor5',
+  'selectCold',
+  'selectHot',
+  'selectFullScan',
+  'tail',
+  'tail1000',
+  'fullScan',
+  'naive',
+  'floor',
+  'recordBatch',
+  'recordBatchNew',
+  'appendOnly',
+  'indexWrite',
+  'rebuild',
+  'procBare',
+  'procImport',
+  'procImportOlder',
+  'procFetch',
+  'procFetchOlder',
+  'procFetchWrite',
+  'procFetchWriteOlder',
+];
 
 export function sizeLabel(n: number): string {
   return n >= 1_000_000 ? `${n / 1_000_000}M` : n >= 1_000 ? `${n / 1_000}k` : String(n);
@@ -71,7 +123,7 @@ export function evaluateTargets(run: Run): Target[] {
   const worstWrite = Math.max(...writeRatios);
   targets.push({
     id: 'batchVsAppend',
-    name: 'recordBatch vs append-only write, same run (worst N)',
+    name: 'recordBatch of 8 (long-lived store) vs the older design\'s write, same run (worst N)',
     measured: run.sizes.map((s, i) => `${sizeLabel(s.records)}: ${fmtRatio(writeRatios[i]!)}`).join(', '),
     goal: '<= 2x',
     met: Number.isFinite(worstWrite) ? worstWrite <= 2 : undefined,
@@ -105,6 +157,8 @@ export function evaluateTargets(run: Run): Target[] {
     met: throughputs.length > 0 && throughputs.every(Number.isFinite) ? throughputs.every((t) => t >= 0.9) : undefined,
   });
 
+  targets.push(...runPaysTargets(run));
+
   const rss = s1m?.rebuildMaxRssBytes;
   targets.push({
     id: 'rebuildRss',
@@ -112,6 +166,96 @@ export function evaluateTargets(run: Run): Target[] {
     measured: rss === undefined ? 'n/a (1M not run)' : `${mb(rss)} (${formatMs(median(s1m, 'rebuild'))})`,
     goal: '< 200 MB',
     met: rss === undefined ? undefined : rss < 200e6,
+  });
+  return targets;
+}
+
+/** A target that must hold at every size: the value per size, and whether each is within the goal. */
+function atEverySize(
+  run: Run,
+  id: Target['id'],
+  name: string,
+  value: (s: SizeResult) => number,
+  show: (v: number, s: SizeResult) => string,
+  goal: string,
+  holds: (v: number) => boolean,
+): Target {
+  const values = run.sizes.map(value);
+  const measuredAny = values.some(Number.isFinite);
+  return {
+    id,
+    name,
+    measured: measuredAny ? run.sizes.map((s, i) => `${sizeLabel(s.records)}: ${show(values[i]!, s)}`).join(', ') : 'n/a',
+    goal,
+    met: measuredAny ? values.every((v) => Number.isFinite(v) && holds(v)) : undefined,
+  };
+}
+
+/** A case's median over the samples of every size: for the cases that do not depend on N (imports, bare node). */
+function pooledMedian(run: Run, id: CaseId): number {
+  const samples = run.sizes.flatMap((s) => s.cases[id]?.samples ?? []);
+  return samples.length === 0 ? NaN : summarize(samples).medianMs;
+}
+
+/** Import cost over bare node, ours and the older design's, from the samples of every size. */
+export function importOverheads(run: Run): { bareMs: number; oursMs: number; olderMs: number } {
+  const bareMs = pooledMedian(run, 'procBare');
+  return { bareMs, oursMs: pooledMedian(run, 'procImport') - bareMs, olderMs: pooledMedian(run, 'procImportOlder') - bareMs };
+}
+
+/** SPEC "what a run pays", the write targets against the older design, and the issue 10 / 12 fetch targets. */
+function runPaysTargets(run: Run): Target[] {
+  const targets: Target[] = [];
+  const imp = importOverheads(run);
+  const importRatio = imp.oursMs / imp.olderMs;
+  targets.push({
+    id: 'importVsOlder',
+    name: 'import in a fresh process, overhead over bare node: ours vs older design',
+    measured: Number.isFinite(importRatio)
+      ? `${formatMs(imp.oursMs)} vs ${formatMs(imp.olderMs)} (${fmtRatio(importRatio)}; bare node ${formatMs(imp.bareMs)})`
+      : 'n/a',
+    goal: '<= 1x',
+    met: Number.isFinite(importRatio) ? importRatio <= 1 : undefined,
+  });
+  targets.push({
+    id: 'importUlimit',
+    name: 'import under `ulimit -n 64`',
+    measured: run.ulimit64.ok ? 'imports' : `fails: ${run.ulimit64.detail}`,
+    goal: 'imports',
+    met: run.ulimit64.ok,
+  });
+  const rel = (a: CaseId, b: CaseId) => (s: SizeResult) => ratio(median(s, a), median(s, b));
+  const showRel = (a: CaseId, b: CaseId) => (v: number, s: SizeResult) => `${fmtRatio(v)} (${formatMs(median(s, a))} vs ${formatMs(median(s, b))})`;
+  const showMs = (v: number) => formatMs(v);
+  targets.push(
+    atEverySize(run, 'oneShotFetch', 'one-shot fetch (fresh process) vs older design', rel('procFetch', 'procFetchOlder'),
+      showRel('procFetch', 'procFetchOlder'), '<= 1x at every N', (v) => v <= 1),
+    atEverySize(run, 'oneShotOverhead', 'one-shot fetch, overhead over bare node', (s) => median(s, 'procFetch') - median(s, 'procBare'),
+      showMs, '< 25 ms at every N', (v) => v < 25),
+    atEverySize(run, 'oneShotWrite', 'one-shot fetch + write of 8 (fresh process) vs older design', rel('procFetchWrite', 'procFetchWriteOlder'),
+      showRel('procFetchWrite', 'procFetchWriteOlder'), '<= 1x at every N', (v) => v <= 1),
+    atEverySize(run, 'batchNewVsOlder', 'recordBatch of 8, new store per call vs older design', rel('recordBatchNew', 'appendOnly'),
+      showRel('recordBatchNew', 'appendOnly'), '<= 1x at every N', (v) => v <= 1),
+    atEverySize(run, 'batchLongVsOlder', 'recordBatch of 8, long-lived store vs older design', rel('recordBatch', 'appendOnly'),
+      showRel('recordBatch', 'appendOnly'), '<= 0.8x at every N', (v) => v <= 0.8),
+    atEverySize(run, 'coldAbsolute', `cold indexed fetch (${run.shape} data, K 16, limit 5)`, (s) => median(s, 'cold'),
+      showMs, '< 80 µs at every N', (v) => v < 0.08),
+    atEverySize(run, 'coldVsFloor', 'cold indexed fetch vs its floor (open + read index + parse K records)', rel('cold', 'indexFloor'),
+      showRel('cold', 'indexFloor'), '<= ~2x', (v) => v <= 2),
+    atEverySize(run, 'hotAbsolute', 'hot indexed fetch', (s) => median(s, 'hot'), showMs, '< 10 µs at every N', (v) => v < 0.01),
+    atEverySize(run, 'selectVsFetch', 'selectTop cold (index) vs cold fetchTop', rel('selectCold', 'cold'),
+      showRel('selectCold', 'cold'), '<= 1.5x at every N', (v) => v <= 1.5),
+  );
+  const s100k = run.sizes.find((s) => s.records === 100_000);
+  const selectSpeedup = ratio(median(s100k, 'selectFullScan'), median(s100k, 'selectCold'));
+  targets.push({
+    id: 'selectVsScan',
+    name: 'selectTop cold (index) vs full-scan selection, 100k',
+    measured: Number.isFinite(selectSpeedup)
+      ? `${fmtRatio(selectSpeedup)} faster (${formatMs(median(s100k, 'selectCold'))} vs ${formatMs(median(s100k, 'selectFullScan'))})`
+      : 'n/a',
+    goal: '>= 500x',
+    met: Number.isFinite(selectSpeedup) ? selectSpeedup >= 500 : undefined,
   });
   return targets;
 }
@@ -130,18 +274,78 @@ export function ciFailures(run: Run): string[] {
   const growth = ratio(median(s100k, 'recordBatch'), median(s1k, 'recordBatch'));
   if (!Number.isFinite(growth)) failures.push('recordBatch at 1k and 100k was not measured');
   else if (growth > 2) failures.push(`recordBatch at 100k costs ${fmtRatio(growth)} its cost at 1k (need <= 2x)`);
+  const imp = importOverheads(run);
+  if (!Number.isFinite(imp.oursMs / imp.olderMs)) failures.push('the one-shot import (ours, older design, bare node) was not measured');
+  else if (imp.oursMs > 2 * imp.olderMs) {
+    failures.push(
+      `importing the package costs ${formatMs(imp.oursMs)} over bare node, more than twice the older design's ` +
+        `${formatMs(imp.olderMs)} (need <= 2x)`,
+    );
+  }
   return failures;
 }
 
 export function consoleTable(run: Run): string {
   const header = ['case', ...run.sizes.map((s) => sizeLabel(s.records))];
-  const rows = [header, ...ORDER.filter((id) => run.sizes.some((s) => s.cases[id])).map((id) => [
-    CASES[id],
-    ...run.sizes.map((s) => cell(s, id)),
-  ])];
-  const widths = header.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  const rows = ORDER.filter((id) => run.sizes.some((s) => s.cases[id])).map((id) => [CASES[id], ...run.sizes.map((s) => cell(s, id))]);
+  const extra = [
+    ['log size', ...run.sizes.map((s) => `${(s.logBytes / 1e6).toFixed(1)} MB`)],
+    ['index bytes per domain', ...run.sizes.map(indexPerDomain)],
+  ];
+  const notes = [...new Set(run.sizes.flatMap((s) => s.notes))].map((n) => `note: ${n}`);
+  const pays = runPaysRows(run);
+  return [
+    textTable([header, ...rows, ...extra]),
+    ...(pays.length > 1 ? ['', 'What a run pays (fresh process, median wall time from the parent)', textTable(pays)] : []),
+    ...(notes.length > 0 ? ['', ...notes] : []),
+  ].join('\n');
+}
+
+function textTable(rows: string[][]): string {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   const line = (r: string[]) => r.map((v, c) => (c === 0 ? v.padEnd(widths[c]!) : v.padStart(widths[c]!))).join('  ');
-  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)].join('\n');
+  return [line(rows[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)].join('\n');
+}
+
+function indexPerDomain(s: SizeResult): string {
+  return s.indexBytes === undefined ? '–' : `${Math.round(s.indexBytes / s.domains).toLocaleString('en-US')} B`;
+}
+
+const RUN_STEPS: Array<[string, CaseId, CaseId]> = [
+  ['import', 'procImport', 'procImportOlder'],
+  ['import + fetch', 'procFetch', 'procFetchOlder'],
+  ['import + fetch + write 8', 'procFetchWrite', 'procFetchWriteOlder'],
+];
+
+/**
+ * Per step and N: ours and the older design in fresh processes, bare node of the
+ * same size's run, each one's overhead over bare node, ours / older, and the
+ * CPU time each child reported. The first row is the header; no other row when
+ * no process case ran.
+ */
+function runPaysRows(run: Run): string[][] {
+  const rows = [
+    ['step', 'N', 'ours', 'older design', 'bare node', 'ours − bare', 'older − bare', 'ours / older', 'CPU ours / older / bare'],
+  ];
+  const cpu = (s: SizeResult, id: CaseId) => formatMs(s.cpu[id]?.medianMs ?? NaN);
+  for (const [step, ours, older] of RUN_STEPS) {
+    for (const s of run.sizes) {
+      if (!s.cases[ours] && !s.cases[older]) continue;
+      const bare = median(s, 'procBare');
+      rows.push([
+        step,
+        sizeLabel(s.records),
+        cell(s, ours),
+        cell(s, older),
+        formatMs(bare),
+        formatMs(median(s, ours) - bare),
+        formatMs(median(s, older) - bare),
+        fmtRatio(ratio(median(s, ours), median(s, older))),
+        `${cpu(s, ours)} / ${cpu(s, older)} / ${cpu(s, 'procBare')}`,
+      ]);
+    }
+  }
+  return rows;
 }
 
 /** "1.23 ms ±0.05": median, ± half the interquartile range. */
@@ -164,6 +368,10 @@ export function targetsTable(targets: Target[]): string {
     .join('\n');
 }
 
+export function loadText(run: Run): string {
+  return `load average ${run.load.start.toFixed(1)} at the start, ${run.load.end.toFixed(1)} at the end`;
+}
+
 export function machine(): string {
   const cpus = os.cpus();
   return `${cpus.length} cores, ${cpus[0]?.model.trim() ?? 'unknown CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ` +
@@ -177,7 +385,11 @@ export function markdown(run: Run, targets: Target[], svgFile: string): string {
     (id) => `| ${CASES[id]} | ${sizes.map((s) => cell(s, id)).join(' | ')} |`,
   );
   const logRow = `| *log size* | ${sizes.map((s) => `${(s.logBytes / 1e6).toFixed(1)} MB`).join(' | ')} |`;
+  const indexRow = `| *index bytes per domain* | ${sizes.map(indexPerDomain).join(' | ')} |`;
   const rssRow = `| *rebuild peak RSS* | ${sizes.map((s) => (s.rebuildMaxRssBytes ? mb(s.rebuildMaxRssBytes) : '–')).join(' | ')} |`;
+  const pays = runPaysRows(run);
+  const paysTable = [pays[0]!, pays[0]!.map((_, c) => (c < 2 ? '---' : '---:')), ...pays.slice(1)].map((r) => `| ${r.join(' | ')} |`).join('\n');
+  const notes = [...new Set(sizes.flatMap((s) => s.notes))].map((n) => `*Note: ${n}.*\n\n`).join('');
   const targetRows = targets.map(
     (t) => `| ${t.name} | ${t.measured} | ${t.goal} | ${t.met === undefined ? 'not measured' : t.met ? '**met**' : '**not met**'} |`,
   );
@@ -186,7 +398,7 @@ export function markdown(run: Run, targets: Target[], svgFile: string): string {
 Generated by \`${run.command}\` (${run.date.toISOString().slice(0, 10)}, ${(run.elapsedMs / 60_000).toFixed(1)} min);
 do not edit by hand. Rerun the same command to reproduce on your machine.
 
-**Machine:** ${machine()}.
+**Machine:** ${machine()}; ${loadText(run)}.
 
 ## Results
 
@@ -194,10 +406,21 @@ Median latency per call, ± half the interquartile range (p75 − p25), from one
 shared with other work: the spread shows its noise too.
 Fetches ask for the top 5 of the most common domain of one task (\`taskId\` given).
 
-${head}
+${notes}${head}
 ${rows.join('\n')}
 ${logRow}
+${indexRow}
 ${rssRow}
+
+## What a run pays
+
+A fresh \`node\` process per call, timed from the parent (spawn to exit, wall time): ours imports
+the built package (\`dist/src/index.js\`), the older design \`bench/older-store.ts\`; both construct a
+store, fetch (and write one batch of 8), and exit. Overhead is the median minus bare \`node -e\`
+measured in the same rounds. The last column is the median CPU time (user + system) each child
+reports at exit: it moves much less than wall time with the load of other work on the machine.
+
+${paysTable}
 
 ## SPEC targets
 
@@ -209,38 +432,56 @@ ${targetRows.join('\n')}
 
 ## Fetch latency vs log size
 
-![Fetch latency vs N, log-log: cold index, hot index, tail and full scan](${svgFile})
+![Fetch latency vs N, log-log: one-shot (fresh process, ours and the older design), full scan, tail, cold index, hot index](${svgFile})
 
 ## What each case does
 
-- Data: \`bench/dataset.ts\` generates the log deterministically (seed ${run.seed}) in the shape existing
-  logs hold: ~8 domains drawn with Zipf weights 1/(i+1), summaries of 8-32 words, 1-4 toolStats,
-  lines of ~510-840 bytes (median ~670). Logs are generated once and cached under \`bench/.cache/\`;
-  each size runs on a fresh copy in a temp directory, and the fetches are timed once the copy is 2 s
-  old (the steady state: within 2 s of a change to the log its stamp is "racy" and a hot fetch also
-  reads 4 KiB of it to confirm the stamp, see docs/index-format.md).
+- Data: \`bench/dataset.ts\` generates the log deterministically (seed ${run.seed}, shape
+  \`${run.shape}\`). ${SHAPE_TEXT[run.shape]} Logs are generated once and cached under
+  \`bench/.cache/\`; each size runs on fresh copies in a temp directory, and the fetches are timed
+  once the copy is 2 s old (the steady state: within 2 s of a change to the log its stamp is "racy"
+  and a fetch also reads 4 KiB of it to confirm the stamp, see docs/index-format.md).
 - **cold indexed fetch**: \`new ExperienceStore()\` then \`fetchTop\` per call, index on disk and fresh —
   what a freshly started orchestrator run pays.
 - **hot indexed fetch**: the same instance again, log unchanged: one \`stat\` and the cached answer.
+- **floor: open + read index + parse K records** (and **5 records**): what any cold indexed fetch
+  must at least do, whatever the index format: open the index file, read all of it, close it, and
+  decode and \`JSON.parse\` the domain's top 16 records (the default K), or only the 5 the answer
+  needs, as a JSON array taken from a full scan (\`bench/baselines.ts\`).
+- **selectTop cold / hot / full scan**: \`selectTop\` with the default policy and summary diagnostics,
+  from the index through a new store per call (cold) or one instance (hot), and with
+  \`useIndex: false\`. Before timing, the index and the full-scan answers are checked to be equal.
+  *index bytes per domain*: the index file's size over the number of domains.
 - **tail fetch**: before each call (untimed), another writer appends 100 (or 1,000) records without
   the lock; the call reads only those bytes, merges and heals the index, so the next call again sees
   exactly its own append. Every call is checked to have been one tail that read exactly the appended
   bytes.
 - **full-scan fetch**: \`useIndex: false\`, the store's own scan (1 MiB reads, one domain kept).
-- **older design: readline scan**: \`readline\` over a read stream, \`JSON.parse\` per line, filter, sort.
+- **older design: readline scan**: \`fetchTop\` of \`bench/older-store.ts\`: \`readline\` over a read stream,
+  \`JSON.parse\` per line, filter, sort, slice.
 - **floor**: synchronous 1 MiB reads, split lines, \`JSON.parse\` each, nothing else.
-- **recordBatch of 8**: one long-lived instance appends 8 fresh records per call (lock file, append,
-  tail re-read, index write); the log grows as it runs.
-- **older design: append-only write**: validate and normalize the batch, O_EXCL lock file (sync),
-  \`fs.promises.appendFile\`, unlock; on a copy of the log of its own.
+- **recordBatch of 8, long-lived store**: one instance appends a fresh batch (one run's 8 records)
+  per call (lock file, append, index write); the log grows as it runs.
+- **recordBatch of 8, new store per call**: \`new ExperienceStore()\` then \`recordBatch\`, on a task of
+  its own — what a run does. It reads the index from disk first; the previous call's write is less
+  than 2 s old, so its stamp is racy and confirmed by 4 KiB of the log.
+- **older design: recordBatch of 8**: \`bench/older-store.ts\`, the older orchestrator's write path:
+  minimal validation, an empty O_EXCL lock file, \`fs.promises.appendFile\`, unlink; on a copy of the
+  log of its own. The three write cases write the same batches in the same order.
 - **index write alone**: \`writeFileAtomic.sync\` of the index bytes over an existing file — the part
-  of recordBatch that the append-only write does not have.
+  of recordBatch that the older design's write does not have.
+- **process: …**: a fresh \`node\` per call, spawned and awaited by the parent (wall time to exit):
+  bare \`node -e 0\`; \`bench/one-shot-ours.ts\` and \`bench/one-shot-older.ts\` in three modes: import
+  only; import + construct + \`fetchTop\` (top 5, \`taskId\` given) + exit, on the read task (fresh
+  index, stamp not racy); the same + one \`recordBatch\` of 8, on each design's own write task (each
+  run's write leaves the next run's stamp racy when runs follow within 2 s). The cases take turns
+  one run at a time; each run's printed answer is checked.
 - **rebuildIndex**: in a child process (\`bench/rebuild-child.ts\`), time and peak RSS
   (\`process.resourceUsage().maxRSS\`) of a full rebuild; median of several runs, largest RSS.
 
 Iteration counts are sized per case from a pilot call (tinybench, \`bench/measure.ts\`): a few runs
 of a multi-second scan, thousands of a microsecond fetch. Cases whose ratios are targets run
-interleaved in rounds (cold, hot, full scan, readline, floor; the two tails; the three writes), so a
+interleaved in rounds (the reads and floors; the fresh processes; the two tails; the writes), so a
 burst of noise from other work on the machine lands on both sides of a ratio. Temp stores live in
 \`os.tmpdir()\`; \`TMPDIR=/dev/shm npm run bench\` measures on tmpfs instead.
 
@@ -285,6 +526,17 @@ ${openSection(targets)}
 `;
 }
 
+const SHAPE_TEXT: Record<Shape, string> = {
+  orchestrator:
+    "The older orchestrator's logs: 8 domains drawn with Zipf weights 1/(i+1); runs of 1-8 " +
+    'records sharing runId, manifestPath and createdAt (one recordBatch each), groupId null; ' +
+    'summaries of 20-32 words; 1-4 toolStats with unrounded costs; full-precision scores ' +
+    '(`gtScore`, `relativeRank` uniform doubles); lines of ~640-990 bytes (median ~810).',
+  classic:
+    '~8 domains drawn with Zipf weights 1/(i+1), one run per record, groupIds on 70%, summaries of ' +
+    '8-32 words, 1-4 toolStats, scores rounded to 4 decimals, lines of ~510-840 bytes (median ~670).',
+};
+
 /** What is known about a target this run missed; every missed target is listed. */
 const WHY_MISSED: Partial<Record<Target['id'], string>> = {
   batchVsAppend:
@@ -308,6 +560,8 @@ function openSection(targets: Target[]): string {
 type Series = { id: CaseId; label: string; color: string; dash?: string };
 
 const SERIES: Series[] = [
+  { id: 'procFetchOlder', label: 'one-shot, older design', color: '#7f7f7f', dash: '6 4' },
+  { id: 'procFetch', label: 'one-shot (fresh process)', color: '#9467bd' },
   { id: 'fullScan', label: 'full scan (no index)', color: '#d62728' },
   { id: 'tail', label: 'tail (100 appended)', color: '#ff7f0e' },
   { id: 'cold', label: 'cold index', color: '#1f77b4' },
@@ -355,10 +609,11 @@ export function latencySvg(run: Run): string {
   SERIES.forEach((s, i) => {
     const pts = run.sizes.filter((r) => r.cases[s.id]).map((r) => [x(r.records), y(r.cases[s.id]!.medianMs)] as const);
     if (pts.length === 0) return;
-    out.push(`<polyline fill="none" stroke="${s.color}" stroke-width="2.5" points="${pts.map(([a, b]) => `${a.toFixed(1)},${b.toFixed(1)}`).join(' ')}"/>`);
+    const dash = s.dash ? ` stroke-dasharray="${s.dash}"` : '';
+    out.push(`<polyline fill="none" stroke="${s.color}" stroke-width="2.5"${dash} points="${pts.map(([a, b]) => `${a.toFixed(1)},${b.toFixed(1)}`).join(' ')}"/>`);
     for (const [a, b] of pts) out.push(`<circle cx="${a.toFixed(1)}" cy="${b.toFixed(1)}" r="4" fill="${s.color}"/>`);
     const ly = m.top + 14 + i * 22;
-    out.push(`<line x1="${W - m.right + 14}" x2="${W - m.right + 38}" y1="${ly}" y2="${ly}" stroke="${s.color}" stroke-width="2.5"/>`);
+    out.push(`<line x1="${W - m.right + 14}" x2="${W - m.right + 38}" y1="${ly}" y2="${ly}" stroke="${s.color}" stroke-width="2.5"${dash}/>`);
     out.push(`<text x="${W - m.right + 44}" y="${ly}" dominant-baseline="middle">${s.label}</text>`);
   });
   out.push('</svg>');
