@@ -16,6 +16,7 @@ import {
   readdirSync,
   readSync,
   realpathSync,
+  statSync,
   unlinkSync,
   writeSync,
 } from 'node:fs';
@@ -183,6 +184,8 @@ async function inQueue<T>(file: string, previous: Promise<void> | undefined, fn:
 interface Owned {
   file: string;
   fd: number;
+  dev: bigint;
+  ino: bigint;
   token: string;
   key: string;
   recordBytes: number;
@@ -298,7 +301,7 @@ function createExclusive(file: string, taskId: string, staleMs: number): Owned |
     }
     const { dev, ino } = fstatOrThrow(fd, temp);
     if (!linkTo(temp, file, fd)) return 'busy';
-    owned = { file, fd, token, key: instanceKey(dev, ino, token, 0n, ''), recordBytes: bytes.length };
+    owned = { file, fd, dev, ino, token, key: instanceKey(dev, ino, token, 0n, ''), recordBytes: bytes.length };
     return owned;
   } finally {
     if (owned === undefined) closeQuietly(fd);
@@ -381,11 +384,11 @@ async function release(held: Owned): Promise<void> {
   }
 }
 
-/** Drop a side lock or claim we own: unlink it if it is still ours, else mark it released. */
+/** Drop a side lock or claim we own: unlink it if it is still our inode, else mark it released. */
 function dropOwned(owned: Owned): void {
   try {
-    const now = readLock(owned.file);
-    if (now?.key === owned.key) unlinkSync(owned.file);
+    const now = statSync(owned.file, { bigint: true });
+    if (now.dev === owned.dev && now.ino === owned.ino) unlinkSync(owned.file);
   } catch (err) {
     if (errorCode(err) !== 'ENOENT') markReleased(owned);
   } finally {
