@@ -109,8 +109,8 @@ test(`a writer SIGKILLed mid-batch ${ROUNDS} times: the next batch succeeds at i
   expect(acknowledged.length).toBeGreaterThan(ROUNDS);
 });
 
-function countBy<T extends string | number>(values: T[]): Record<string, number> {
+function countBy(values: ReadonlyArray<string | number>): Record<string, number> {
   const counts: Record<string, number> = {};
-  for (const v of values) counts[v] = (counts[v] ?? 0) + 1;
+  for (const v of values) counts[String(v)] = (counts[String(v)] ?? 0) + 1;
   return counts;
 }

@@ -307,12 +307,12 @@ describe('takeover', () => {
   });
 
   test.for([
-    ['an empty file (older writers)', () => ''],
-    ['an unknown format', () => 'locked by someone\n'],
-    ['JSON of another shape', () => '{"pid":1,"token":"someone-else"}'],
-    ['an owner on another host', () => ourRecord(sleeper.pid!, { host: 'elsewhere' })],
-    ['an owner of another boot', () => ourRecord(deadPid, { boot_id: 'another-boot' })],
-    ['an owner in another pid namespace', () => ourRecord(deadPid, { pid_ns: 'pid:[1]' })],
+    ['an empty file (older writers)', (): string => ''],
+    ['an unknown format', (): string => 'locked by someone\n'],
+    ['JSON of another shape', (): string => '{"pid":1,"token":"someone-else"}'],
+    ['an owner on another host', (): string => ourRecord(sleeper.pid!, { host: 'elsewhere' })],
+    ['an owner of another boot', (): string => ourRecord(deadPid, { boot_id: 'another-boot' })],
+    ['an owner in another pid namespace', (): string => ourRecord(deadPid, { pid_ns: 'pid:[1]' })],
   ] as const)('judges %s by age: kept while younger than staleMs, taken once older', async ([, content], { dir }) => {
     const lock = lockOf(dir);
     holdLock(lock, content(), 10_000);
