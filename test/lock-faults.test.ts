@@ -5,16 +5,28 @@
  * with a code (EXP_IO carrying the first fs error as its cause), the lock file
  * is never left empty, and the next writer is never blocked by what we left.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect } from 'vitest';
 import { ExperienceStoreError } from '../src/errors.js';
 import { DEFAULT_LOCK_RETRY, withTaskLock, type LockRetry } from '../src/lock.js';
 import { localIdentity } from '../src/lock-owner.js';
+import { ensureBuilt, ROOT } from './support/build.js';
 // @ts-expect-error plain JavaScript support file, no type declarations
 import { installFsHooks as installUntyped, removeFsHooks } from './support/fs-hooks.mjs';
+// @ts-expect-error plain JavaScript support file, no type declarations
+import { killLockChildren, spawnLockChild as spawnUntyped } from './support/lock-child.mjs';
 import { test } from './support/temp-dir.js';
+
+interface LockChild {
+  process: ChildProcess;
+  waitForLine(prefix: string | string[]): Promise<string>;
+  exited: Promise<{ code: number | null; signal: string | null; stderr: string }>;
+}
+const spawnLockChild = spawnUntyped as (config: Record<string, unknown>, hook?: object) => LockChild;
+const LOCK_MODULE = path.join(ROOT, 'dist', 'src', 'lock.js');
 
 interface Call {
   fn: string;
@@ -26,7 +38,10 @@ const TRACED = ['openSync', 'writeSync', 'fstatSync', 'statSync', 'linkSync', 'u
 const ONCE: LockRetry = { ...DEFAULT_LOCK_RETRY, maxAttempts: 1 };
 const TWICE: LockRetry = { ...DEFAULT_LOCK_RETRY, maxAttempts: 2, initialDelayMs: 1 };
 
-afterEach(() => removeFsHooks());
+afterEach(() => {
+  removeFsHooks();
+  killLockChildren();
+});
 
 /** A pid that belongs to no process: our own record with it is a dead owner's. */
 const DEAD_PID = 2 ** 22 + 12_345;
@@ -127,4 +142,26 @@ describe('a failing fs call in the lock code', () => {
       console.log(`lock-faults from ${name}: ${calls.length} fs calls, each failed once and from then on: ${JSON.stringify(outcomes)}`);
     });
   }
+});
+
+describe('a release whose unlink is refused', () => {
+  test('leaves the lock marked released and dated 1970: another process takes it at its first try, with the default staleMs', async ({ dir }) => {
+    try {
+      ensureBuilt();
+    } catch (err) {
+      if (statSync(LOCK_MODULE).mtimeMs < statSync(path.join(ROOT, 'src', 'lock.ts')).mtimeMs) throw err;
+    }
+    const lock = path.join(dir, 'runs', 'task-a.experiences.lock');
+    installFsHooks([{ fn: 'unlinkSync', pathEnd: '.experiences.lock', times: 'always', action: 'fail', errno: 'EPERM' }]);
+    await expect(withTaskLock(lock, 'task-a', ONCE, async () => 'written')).resolves.toBe('written');
+    removeFsHooks();
+
+    const left = JSON.parse(readFileSync(lock, 'utf8'));
+    expect(left).toMatchObject({ schema_version: 1, kind: 'experience-store-released-lock', pid: process.pid });
+    expect(statSync(lock).mtimeMs).toBe(0);
+    const next = spawnLockChild({ mode: 'hold', lockModule: LOCK_MODULE, lockPath: lock, retry: { maxAttempts: 1 }, journal: path.join(dir, 'journal'), name: 'next' });
+    expect(await next.waitForLine(['holding', 'failed'])).toBe('holding');
+    expect((await next.exited).code).toBe(0);
+    expect(existsSync(lock)).toBe(false);
+  });
 });
