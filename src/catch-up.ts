@@ -31,6 +31,17 @@ export interface CatchUpOptions {
   collect?: Entry[];
 }
 
+/**
+ * The queried domain of a state from an index, parsed now: index sections are
+ * parsed on first use (top-k.ts LazyDomain), and a bad one must cost a rescan
+ * here, not surface later as an error. Other domains stay unparsed.
+ */
+function checked(state: TopState, options: CatchUpOptions): TopState {
+  const d = options.query === undefined ? undefined : state.domains.get(options.query.domain);
+  if (d !== undefined) void [d.top, d.pool];
+  return state;
+}
+
 /** Apply `decision` (from decideFreshness of `index` and `log`) to the open log. */
 export async function catchUp(
   fd: number,
@@ -50,14 +61,14 @@ export async function catchUp(
     try {
       const stamp = index.header.log;
       if (decision.kind === 'fresh' && logMatchesStampAt(fd, stamp)) {
-        return { state: index.toState(), end: stamp.offset, truncated: false, how: 'index', bytesRead: 0, linesRead: 0 };
+        return { state: checked(index.toState(), options), end: stamp.offset, truncated: false, how: 'index', bytesRead: 0, linesRead: 0 };
       }
       if (decision.kind === 'tail' && fingerprintAt(fd, decision.from) === stamp.fingerprint) {
         const scan = await scanLog(fd, decision.from, log.size, cloneState(index.toState()), {
           budget: options.budget,
           capsFor: capsFor(index.k),
         });
-        return { ...scan, how: 'tail' };
+        return { ...scan, state: checked(scan.state, options), how: 'tail' };
       }
     } catch (err) {
       if (!(err instanceof InvalidIndexError)) throw err;

@@ -24,6 +24,12 @@ export class IndexCache {
     this.#entries.set(indexPath, { log, checkedAtMs, index });
   }
 
+  /** Whether the cached index was stamped with exactly this stat (no content check: a hint, not an answer). */
+  matchesStat(indexPath: string, log: LogStat): boolean {
+    const cached = this.#entries.get(indexPath);
+    return cached !== undefined && statKeyEquals(cached.log, log);
+  }
+
   /** What is cached for this index, whatever the log looks like now (to decide whether to stat). */
   peek(indexPath: string): LoadedIndex | undefined {
     return this.#entries.get(indexPath)?.index;

@@ -40,6 +40,8 @@ export type Section = [number, number, string];
 export interface IndexDomain {
   domain: string;
   count: number;
+  /** Records whose score is beyond ±1e300 (selection's arithmetic overflows there); absent = 0. */
+  extreme?: number;
   top: Section;
   pool: Section;
 }
@@ -99,6 +101,12 @@ export class LoadedIndex {
     return i === undefined ? 0 : this.header.domains[i]!.count;
   }
 
+  /** Records of `domain` whose score is beyond ±1e300. */
+  extreme(domain: string): number {
+    const i = this.#position.get(domain);
+    return i === undefined ? 0 : (this.header.domains[i]!.extreme ?? 0);
+  }
+
   /** Whether this index alone can give the first `limit` records (or selection slots) of `domain`. */
   canAnswer(domain: string, limit: number): boolean {
     return limit <= this.k || this.count(domain) <= this.k;
@@ -137,7 +145,8 @@ export class LoadedIndex {
       // Checked in full and unchanged: a writer can copy the section's bytes as they are.
       encodedTops.set(entries, parsed.bytes);
     }
-    return want === entries.length ? entries : entries.slice(0, want);
+    // The list handed out never grows later: a partly parsed one is copied.
+    return want === lines.length ? entries : entries.slice(0, want);
   }
 
   /** The selection pool of `domain`, in selection order (see top-k.ts). Throws InvalidIndexError. */
@@ -198,7 +207,7 @@ export class LoadedIndex {
           poolCrc: d.pool[2],
         }),
       };
-      domains.set(name, new LazyDomain(source, d.count));
+      domains.set(name, new LazyDomain(source, d.count, d.extreme ?? 0));
     }
     return { k: this.k, records: this.header.records, malformed: this.header.malformed, domains };
   }
@@ -301,6 +310,7 @@ export function checkHeader(v: unknown, sectionBytes: number): IndexHeader | str
     if (previous !== undefined && !(previous < d.domain)) return 'domains must be unique and sorted';
     previous = d.domain;
     if (!isCount(d.count) || d.count === 0) return 'domain counts must be positive integers';
+    if (d.extreme !== undefined && (!isCount(d.extreme) || d.extreme > d.count)) return 'extreme counts must be counts within the domain count';
     if (!isSection(d.top, sectionBytes) || !isSection(d.pool, sectionBytes)) return `sections of ${d.domain} must lie within the file`;
     sum += d.count;
   }
@@ -341,7 +351,10 @@ export function indexOfState(state: TopState, stamp: LogStamp): LoadedIndex {
 function headerOf(state: TopState, stamp: LogStamp): IndexHeader {
   const names = [...state.domains.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   const none: Section = [0, 0, '00000000'];
-  const domains = names.map((domain) => ({ domain, count: state.domains.get(domain)!.count, top: none, pool: none }));
+  const domains = names.map((domain) => {
+    const d = state.domains.get(domain)!;
+    return { domain, count: d.count, ...(d.extreme > 0 ? { extreme: d.extreme } : {}), top: none, pool: none };
+  });
   return { k: state.k, log: stamp, records: state.records, malformed: state.malformed, domains };
 }
 
@@ -391,11 +404,12 @@ function layoutOf(state: TopState, stamp: LogStamp): { header: IndexHeader; part
   const domains = names.map((domain) => {
     const d = state.domains.get(domain)!;
     const encoded = d instanceof LazyDomain ? d.encoded() : undefined;
+    const extreme = d.extreme > 0 ? { extreme: d.extreme } : {};
     if (encoded !== undefined) {
-      return { domain, count: d.count, top: section(encoded.top, encoded.topCrc), pool: section(encoded.pool, encoded.poolCrc) };
+      return { domain, count: d.count, ...extreme, top: section(encoded.top, encoded.topCrc), pool: section(encoded.pool, encoded.poolCrc) };
     }
     const top = d.top.length > state.k ? d.top.slice(0, state.k) : d.top;
-    return { domain, count: d.count, top: section(encodeTop(top)), pool: section(encodePool(d.pool, top)) };
+    return { domain, count: d.count, ...extreme, top: section(encodeTop(top)), pool: section(encodePool(d.pool, top)) };
   });
   return { header: { k: state.k, log: stamp, records: state.records, malformed: state.malformed, domains }, parts };
 }

@@ -272,6 +272,9 @@ export function selectCompetitive(
   // One sort: the selection order of every candidate. Each bucket's members
   // come out of it in order, and so does the final list's bulk (below).
   const ordered = all.slice().sort(compareCandidates);
+  if (overflows(all, anti.enabled ? anti.strength * Math.max(0, limit) : 0)) {
+    return resultOf(naiveGreedy(ordered, limit, threshold, penaltyFor), ordered, options, policy, candidates.length, true);
+  }
 
   // Within a bucket every remaining candidate bears the same penalty, and round6
   // is monotone, so only the bucket's best (in selection order) can win a slot:
@@ -280,10 +283,9 @@ export function selectCompetitive(
   for (const c of ordered) {
     let bucket = buckets.get(c.source.bucket);
     if (bucket === undefined) {
-      bucket = { members: [], count: 0, next: 0, picks: 0, competitive: 0 };
+      bucket = { members: [], next: 0, picks: 0, competitive: 0 };
       buckets.set(c.source.bucket, bucket);
     }
-    bucket.count += 1;
     if (c.reason === null) bucket.members.push(c);
   }
   const heap = new BucketHeap();
@@ -322,24 +324,77 @@ export function selectCompetitive(
     }
   }
 
-  const suppressed: string[] = [];
-  if (options.bucketCounts === undefined) {
-    for (const [key, bucket] of buckets) if (bucket.count > bucket.picks) suppressed.push(key);
-  } else {
-    for (const [key, count] of options.bucketCounts) if (count > (buckets.get(key)?.picks ?? 0)) suppressed.push(key);
+  return resultOf(selected, ordered, options, policy, candidates.length, false);
+}
+
+/**
+ * round6 overflows beyond about ±1.8e302 and SPEC maps non-finite results to
+ * 0, so for raw scores or penalties that large a competitive score no longer
+ * follows its raw score, and a bucket's best may not be its head. There the
+ * greedy is run as SPEC states it: every remaining candidate, every slot.
+ */
+const OVERFLOW = 1e300;
+
+function overflows(all: readonly Candidate[], maxPenalty: number): boolean {
+  return !(maxPenalty < OVERFLOW) || all.some((c) => !(Math.abs(c.raw) < OVERFLOW));
+}
+
+function naiveGreedy(
+  ordered: Candidate[],
+  limit: number,
+  threshold: number | null,
+  penaltyFor: (picks: number) => number,
+): Candidate[] {
+  const picks = new Map<string, number>();
+  let remaining = ordered.filter((c) => c.reason === null);
+  const selected: Candidate[] = [];
+  for (let slot = 1; slot <= limit && remaining.length > 0; slot++) {
+    let best: Candidate | undefined;
+    for (const c of remaining) {
+      c.penalty = penaltyFor(picks.get(c.source.bucket) ?? 0);
+      c.competitive = round6(c.raw - c.penalty);
+      if (best === undefined || compareFinal(c, best) < 0) best = c;
+    }
+    if (threshold !== null && best!.competitive < threshold) {
+      for (const c of remaining) c.reason = 'competitive_score_below_min_score';
+      return selected;
+    }
+    best!.slot = slot;
+    selected.push(best!);
+    picks.set(best!.source.bucket, (picks.get(best!.source.bucket) ?? 0) + 1);
+    remaining = remaining.filter((c) => c !== best);
   }
+  for (const c of remaining) c.reason = 'outcompeted';
+  return selected;
+}
+
+/** The result of a selection: its records and diagnostics (candidates sorted by their final values). */
+function resultOf(
+  selected: readonly Candidate[],
+  ordered: readonly Candidate[],
+  options: { candidateCount?: number; complete?: boolean; bucketCounts?: ReadonlyMap<string, number> },
+  policy: ExperienceSelectionPolicy,
+  candidateTotal: number,
+  sortAll: boolean,
+): { records: ExperienceRecord[]; diagnostics: ExperienceSelectionDiagnostics } {
+  const picks = new Map<string, number>();
+  const counts = new Map<string, number>();
+  for (const c of ordered) counts.set(c.source.bucket, (counts.get(c.source.bucket) ?? 0) + 1);
+  for (const c of selected) picks.set(c.source.bucket, (picks.get(c.source.bucket) ?? 0) + 1);
+  const suppressed: string[] = [];
+  for (const [key, count] of options.bucketCounts ?? counts) if (count > (picks.get(key) ?? 0)) suppressed.push(key);
   suppressed.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 
   return {
     records: selected.map((c) => c.record),
     diagnostics: {
       policy: clonePolicy(policy),
-      candidate_count: options.candidateCount ?? candidates.length,
+      candidate_count: options.candidateCount ?? candidateTotal,
       selected_count: selected.length,
       selected_ids: selected.map((c) => c.record.id),
       suppressed_source_keys: suppressed,
       selected: selected.map(toEntry),
-      candidates: finalOrder(ordered).map(toCandidate),
+      candidates: (sortAll ? ordered.slice().sort(compareFinal) : finalOrder(ordered)).map(toCandidate),
       candidates_complete: options.complete ?? true,
     },
   };
@@ -360,8 +415,6 @@ interface Candidate {
 interface Bucket {
   /** Eligible candidates of this bucket in selection order; `next` is the head. */
   members: Candidate[];
-  /** Candidates of this bucket, also those below the raw threshold. */
-  count: number;
   next: number;
   picks: number;
   /** The head's competitive score under the bucket's current penalty. */

@@ -10,10 +10,10 @@ import { catchUp, type CaughtUp } from './catch-up.js';
 import { errorCode, ExperienceStoreError, ioError } from './errors.js';
 import { decideFreshness, stampOf, type LogStat } from './freshness.js';
 import { IndexCache } from './index-cache.js';
-import { fingerprintAt, indexOfState, InvalidIndexError, readIndex, serializeIndex, writeIndex, type LoadedIndex } from './index-file.js';
+import { fingerprintAt, indexOfState, InvalidIndexError, logMatchesStampAt, readIndex, serializeIndex, writeIndex, type LoadedIndex } from './index-file.js';
 import { statsOfStore, verifyStore, type StatsOptions, type TaskReport, type TaskStats, type VerifyOptions } from './inspect.js';
 import { resolveLockRetry, withTaskLock, type LockRetry } from './lock.js';
-import { appendToLog, closeQuietly, endsWithNewline, fstatLog, openLogForAppending, openLogForReading, withLog } from './log-file.js';
+import { appendToLog, closeQuietly, endsWithNewline, fstatLog, openLogForAppending, openLogForReading, statLog, withLog } from './log-file.js';
 import { INDEX_FILE, isValidTaskId, resolveStoreDirs, taskPaths, type TaskPaths } from './paths.js';
 import { checkQuery, checkSelectQuery, checkTaskId, type FetchQuery } from './query.js';
 import { copyRecord, newRecordId, normalizeInput, score, validateBatch, verifyStamp, type ExperienceInput, type ExperienceRecord } from './record.js';
@@ -28,7 +28,7 @@ import {
   type SelectQuery,
 } from './selection.js';
 import { TaskReader, type FetchStats, type ReadRequest, type TaskView } from './task-reader.js';
-import { addRecord, cloneState, emptyState, mergeRanked, trimState, type Entry, type TopState } from './top-k.js';
+import { addRecord, cloneState, emptyState, EXTREME_SCORE, mergeRanked, trimState, type Entry, type TopState } from './top-k.js';
 
 export type { FetchQuery } from './query.js';
 export type { FetchStats } from './task-reader.js';
@@ -303,17 +303,15 @@ export class ExperienceStore {
     if (q.domain === '' || !(q.limit > 0)) {
       return { ...selectCompetitive([], q.limit, policy), truncated: false, stats };
     }
-    // The pool answers for the default weights; other weights, and full
-    // diagnostics over a domain the pool does not hold whole, need every record.
-    const request: ReadRequest = {
-      domain: q.domain,
-      limit: q.limit,
-      need: isDefaultWeights(policy) ? 'pool' : 'all',
-      stats,
-      budget: budgetForFetch(this.scanBudget),
-    };
+    // The pool answers for the default weights while selection's arithmetic
+    // stays finite (docs/index-format.md, "The selection pool"); other weights,
+    // extreme scores or strengths, and full diagnostics over a domain the pool
+    // does not hold whole, need every record of the domain.
+    const anti = policy.antiDominanceNormalization;
+    const poolCanAnswer = isDefaultWeights(policy) && (!anti.enabled || anti.strength * q.limit < EXTREME_SCORE);
+    const request: ReadRequest = { domain: q.domain, limit: q.limit, need: poolCanAnswer ? 'pool' : 'all', stats, budget: budgetForFetch(this.scanBudget) };
     let views = await this.#readTasks(q.taskId, request);
-    if (full && request.need === 'pool' && views.some((v) => v.pool.length < v.count)) {
+    if (request.need === 'pool' && views.some((v) => v.extreme > 0 || (full && v.pool.length < v.count))) {
       request.need = 'all';
       request.budget = budgetForFetch(this.scanBudget);
       views = await this.#readTasks(q.taskId, request);
@@ -396,25 +394,32 @@ export class ExperienceStore {
 
   /**
    * Before a writer takes the lock: when neither memory nor the index file can
-   * be caught up cheaply, scan the log now, so the lock is held only for the
-   * bytes appended meanwhile (SPEC "The lock": no O(N) work under the lock).
+   * be caught up cheaply (fresh, or a tail whose fingerprint matches), scan the
+   * log now, so the lock is held only for the bytes appended meanwhile (SPEC
+   * "The lock": no O(N) work under the lock). What remains under the lock: a log
+   * replaced between this look and the lock, or an index section found bad only
+   * when parsed; both rescan there.
    */
   async #scanUnindexed(paths: TaskPaths): Promise<LoadedIndex | undefined> {
-    if (this.#cache.peek(paths.index) !== undefined) return undefined;
-    const read = readIndex(paths.index);
-    const fd = openLogForReading(paths.log);
-    if (fd === undefined) return undefined;
-    return withLog(
-      fd,
-      async () => {
-        const log = fstatLog(fd, paths.log);
-        const index = read.kind === 'ok' ? read.index : undefined;
-        if (log.size === 0 || decideFreshness(index?.header.log, log).kind !== 'rescan') return undefined;
-        const caught = await catchUp(fd, log, index, { kind: 'rescan', reason: 'no-index' }, { fullScanK: this.indexTopK });
-        const state = trimState(caught.state);
-        return indexOfState(state, stampOf(log, caught.end, fingerprintAt(fd, caught.end)));
-      },
-    ).catch(() => undefined);
+    try {
+      const log = statLog(paths.log);
+      if (log === undefined || log.size === 0 || this.#cache.matchesStat(paths.index, log)) return undefined;
+      const read = readIndex(paths.index);
+      const index = read.kind === 'ok' ? read.index : undefined;
+      const fd = openLogForReading(paths.log);
+      if (fd === undefined) return undefined;
+      return await withLog(fd, async () => {
+        const opened = fstatLog(fd, paths.log);
+        const decision = decideFreshness(index?.header.log, opened);
+        if (index !== undefined && decision.kind === 'fresh' && logMatchesStampAt(fd, index.header.log)) return undefined;
+        if (index !== undefined && decision.kind === 'tail' && fingerprintAt(fd, decision.from) === index.header.log.fingerprint) return undefined;
+        const caught = await catchUp(fd, opened, index, { kind: 'rescan', reason: 'no-index' }, { fullScanK: this.indexTopK });
+        return indexOfState(trimState(caught.state), stampOf(opened, caught.end, fingerprintAt(fd, caught.end)));
+      });
+    } catch {
+      // Only an optimisation: under the lock, the catch-up does whatever is left.
+      return undefined;
+    }
   }
 
   /** The index state of the log as `log` describes it: from memory, a pre-lock scan, the index file, a tail or a full scan. */
@@ -460,6 +465,7 @@ export class ExperienceStore {
         again,
         async () => {
           // Catch up with appends made while we scanned, exactly as a tail would.
+          const checkedAtMs = Date.now();
           const log = fstatLog(again, paths.log);
           const caught = await catchUp(again, log, scanned, decideFreshness(scanned.header.log, log), { fullScanK: this.indexTopK });
           const state = trimState(caught.state);
@@ -470,7 +476,7 @@ export class ExperienceStore {
           } catch (err) {
             throw ioError('write the index', paths.index, err);
           }
-          this.#cache.remember(paths.index, log, indexOfState(state, stamp), Date.now());
+          this.#cache.remember(paths.index, log, indexOfState(state, stamp), checkedAtMs);
           return state;
         },
       );

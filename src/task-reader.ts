@@ -34,6 +34,8 @@ export interface FetchStats {
 export interface TaskView {
   /** Valid records of the domain in what was read. */
   count: number;
+  /** Of those, records whose score is extreme (see top-k.ts): the pool cannot answer for them. */
+  extreme: number;
   /** The best records in the plain order (at least `limit` of them when there are). */
   top: readonly Entry[];
   /** The selection pool for `limit` slots with the default weights, in selection order. */
@@ -56,7 +58,7 @@ export interface ReadRequest {
   need: 'top' | 'pool' | 'all';
 }
 
-const NO_VIEW: TaskView = { count: 0, top: [], pool: [], truncated: false };
+const NO_VIEW: TaskView = { count: 0, extreme: 0, top: [], pool: [], truncated: false };
 
 export class TaskReader {
   readonly #cache: IndexCache;
@@ -107,9 +109,11 @@ export class TaskReader {
     if (decision.kind === 'fresh' && canAnswer) {
       // Size, mtime and ctime say fresh; confirm by content (a same-size rewrite
       // within one clock tick is invisible to stat). Reads at most 4 KiB, not counted.
+      // The confirmation holds as of before the read (see isRacy).
+      const checkedAtMs = Date.now();
       const view = logMatchesStamp(paths.log, index!.header.log) ? viewOf(index!, req) : undefined;
       if (view !== undefined) {
-        this.#cache.remember(paths.index, log!, index!, Date.now());
+        this.#cache.remember(paths.index, log!, index!, checkedAtMs);
         req.stats.indexHits++;
         return view;
       }
@@ -120,6 +124,7 @@ export class TaskReader {
     return withLog(
       fd,
       async () => {
+        const checkedAtMs = Date.now();
         const opened = fstatLog(fd, paths.log);
         const all: Entry[] | undefined = collect ? [] : undefined;
         const caught = await catchUp(fd, opened, index, decideFreshness(index?.header.log, opened), {
@@ -135,9 +140,9 @@ export class TaskReader {
         req.stats.bytesRead += caught.bytesRead;
         req.stats.linesRead += caught.linesRead;
         // Never persist or cache what a budget cut short: it is not a function of a log prefix.
-        if (!caught.truncated) await this.#heal(paths, fd, opened, caught);
+        if (!caught.truncated) await this.#heal(paths, fd, opened, caught, checkedAtMs);
         const d = caught.state.domains.get(domain);
-        return { count: d?.count ?? 0, top: d?.top ?? [], pool: d?.pool ?? [], all, truncated: caught.truncated };
+        return { count: d?.count ?? 0, extreme: d?.extreme ?? 0, top: d?.top ?? [], pool: d?.pool ?? [], all, truncated: caught.truncated };
       },
     );
   }
@@ -162,7 +167,7 @@ export class TaskReader {
         req.stats.bytesRead += scan.bytesRead;
         req.stats.linesRead += scan.linesRead;
         const d = scan.state.domains.get(req.domain);
-        return { count: d?.count ?? 0, top: d?.top ?? [], pool: d?.pool ?? [], all, truncated: scan.truncated };
+        return { count: d?.count ?? 0, extreme: d?.extreme ?? 0, top: d?.top ?? [], pool: d?.pool ?? [], all, truncated: scan.truncated };
       },
     );
   }
@@ -171,11 +176,11 @@ export class TaskReader {
    * Write back what a fetch learned, if the task's lock is free right now and
    * the log is still exactly what was read. Best effort: never fails the fetch.
    */
-  async #heal(paths: TaskPaths, fd: number, log: LogStat, caught: CaughtUp): Promise<void> {
+  async #heal(paths: TaskPaths, fd: number, log: LogStat, caught: CaughtUp, checkedAtMs: number): Promise<void> {
     try {
       const state = trimState(caught.state);
       const stamp = stampOf(log, caught.end, fingerprintAt(fd, caught.end));
-      this.#cache.remember(paths.index, log, indexOfState(state, stamp), Date.now());
+      this.#cache.remember(paths.index, log, indexOfState(state, stamp), checkedAtMs);
       if (caught.how === 'index') return;
       await tryWithTaskLock(
         paths.lock,
@@ -208,8 +213,9 @@ async function asStoreError<T>(paths: TaskPaths, fn: () => Promise<T>): Promise<
 function viewOf(index: LoadedIndex, req: ReadRequest): TaskView | undefined {
   try {
     const count = index.count(req.domain);
-    if (req.need === 'pool') return { count, top: [], pool: index.pool(req.domain), truncated: false };
-    return { count, top: index.top(req.domain, req.limit), pool: [], truncated: false };
+    const extreme = index.extreme(req.domain);
+    if (req.need === 'pool') return { count, extreme, top: [], pool: index.pool(req.domain), truncated: false };
+    return { count, extreme, top: index.top(req.domain, req.limit), pool: [], truncated: false };
   } catch (err) {
     if (err instanceof InvalidIndexError) return undefined;
     throw err;

@@ -29,6 +29,12 @@ export interface Entry {
 export interface DomainTop {
   /** Valid records of this domain in the covered log prefix. */
   count: number;
+  /**
+   * Records whose score is beyond ±EXTREME_SCORE. There round6's arithmetic
+   * overflows (SPEC: non-finite → 0), so competitive scores stop following raw
+   * ones and the pool's argument does not hold: selection over such a domain scans.
+   */
+  extreme: number;
   /** The best min(count, cap) records, best first. */
   top: readonly Entry[];
   /** The records selection can pick within `cap` slots, in selection order. */
@@ -49,13 +55,15 @@ export interface EncodedDomain {
  */
 export class LazyDomain implements DomainTop {
   count: number;
+  extreme: number;
   readonly #source: { top(): readonly Entry[]; pool(): readonly Entry[]; encoded(): EncodedDomain };
   #top: readonly Entry[] | undefined;
   #pool: readonly Entry[] | undefined;
 
-  constructor(source: LazyDomain['source'], count: number) {
+  constructor(source: LazyDomain['source'], count: number, extreme: number) {
     this.#source = source;
     this.count = count;
+    this.extreme = extreme;
   }
 
   get source(): { top(): readonly Entry[]; pool(): readonly Entry[]; encoded(): EncodedDomain } {
@@ -82,8 +90,8 @@ export class LazyDomain implements DomainTop {
   /** A copy that parses nothing yet. */
   copy(): DomainTop {
     return this.#top === undefined && this.#pool === undefined
-      ? new LazyDomain(this.#source, this.count)
-      : { count: this.count, top: this.top, pool: this.pool };
+      ? new LazyDomain(this.#source, this.count, this.extreme)
+      : { count: this.count, extreme: this.extreme, top: this.top, pool: this.pool };
   }
 }
 
@@ -95,6 +103,9 @@ export interface TopState {
   malformed: number;
   domains: Map<string, DomainTop>;
 }
+
+/** Scores beyond this (either sign) count as extreme: see DomainTop.extreme. */
+export const EXTREME_SCORE = 1e300;
 
 /** How many records a scan keeps of a domain, per list; 0 keeps none. */
 export interface Caps {
@@ -117,7 +128,9 @@ export function emptyState(k: number): TopState {
 /** A copy that can be added to without touching `state` (lists are shared until replaced). */
 export function cloneState(state: TopState): TopState {
   const domains = new Map<string, DomainTop>();
-  for (const [name, d] of state.domains) domains.set(name, d instanceof LazyDomain ? d.copy() : { count: d.count, top: d.top, pool: d.pool });
+  for (const [name, d] of state.domains) {
+    domains.set(name, d instanceof LazyDomain ? d.copy() : { count: d.count, extreme: d.extreme, top: d.top, pool: d.pool });
+  }
   return { k: state.k, records: state.records, malformed: state.malformed, domains };
 }
 
@@ -170,7 +183,9 @@ export function insertPool(pool: readonly Entry[], entry: Entry, cap: number): r
   const at = upperBound(pool, entry, compareSelection);
   const next = pool.slice();
   next.splice(at, 0, entry);
-  return trimPool(next, cap);
+  const trimmed = trimPool(next, cap);
+  // Not pooled after all: then no other entry's D changed either.
+  return trimmed.includes(entry) ? trimmed : pool;
 }
 
 /** The entries of `pool` (in selection order) whose D is below `cap`. Returns `pool` itself when all are. */
@@ -231,16 +246,19 @@ function upperBound(list: readonly Entry[], entry: Entry, compare: (a: Entry, b:
 export function addRecord(state: TopState, record: ExperienceRecord, raw: string, caps: Caps): void {
   const entry = newEntry(record, raw, state.records);
   state.records++;
+  const extreme = Math.abs(score(record)) < EXTREME_SCORE ? 0 : 1;
   const d = state.domains.get(record.domain);
   if (d === undefined) {
     state.domains.set(record.domain, {
       count: 1,
+      extreme,
       top: caps.top > 0 ? [entry] : [],
       pool: caps.pool > 0 ? [entry] : [],
     });
     return;
   }
   d.count++;
+  d.extreme += extreme;
   d.top = insertTop(d.top, entry, caps.top);
   d.pool = insertPool(d.pool, entry, caps.pool);
 }
@@ -256,6 +274,7 @@ export function trimState(state: TopState): TopState {
     }
     domains.set(name, {
       count: d.count,
+      extreme: d.extreme,
       top: d.top.length > state.k ? d.top.slice(0, state.k) : d.top,
       pool: trimPool(d.pool, state.k),
     });

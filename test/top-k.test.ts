@@ -206,7 +206,7 @@ describe('the selection pool', () => {
   // src bug: with fewer than `cap` sources pooled there is no early exit, and
   // trimPool drops the new entry from a fresh copy, so an equal but new list
   // comes back (the index writer then re-encodes an unchanged section).
-  it.fails('returns the very pool it was given for an unpooled record also when fewer than cap sources are pooled', () => {
+  it('returns the very pool it was given for an unpooled record also when fewer than cap sources are pooled', () => {
     const pool = poolAll(entries([rec(5, 'A'), rec(4, 'A')]), 2);
     const next = insertPool(pool, newEntry(rec(1, 'A'), '', 5), 2); // D = 2: A's 5 and 4
     expect(seqs(next)).toEqual([0, 1]);
@@ -307,7 +307,7 @@ describe('addRecord and cloneState', () => {
     const state = emptyState(2);
     addRecord(state, rec(1, null, { domain: 'other' }), '{}', { top: 0, pool: 0 });
     addRecord(state, rec(2, null, { domain: 'other' }), '{}', { top: 0, pool: 0 });
-    expect(state.domains.get('other')).toEqual({ count: 2, top: [], pool: [] });
+    expect(state.domains.get('other')).toEqual({ count: 2, extreme: 0, top: [], pool: [] });
     expect(state.records).toBe(2);
   });
 
@@ -362,5 +362,16 @@ describe('mergeRanked', () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('extreme scores', () => {
+  it('counts the records of a domain whose score is beyond ±1e300, where selection arithmetic overflows', () => {
+    const state = emptyState(2);
+    addRecord(state, rec(1, null, { domain: 'd' }), '{}', { top: 2, pool: 2 });
+    addRecord(state, makeRecord({ domain: 'd', reward: { gtScore: 1e301, relativeRank: 0 } }), '{}', { top: 2, pool: 2 });
+    addRecord(state, makeRecord({ domain: 'd', reward: { gtScore: -1e308, relativeRank: -1e308 } }), '{}', { top: 2, pool: 2 });
+    expect(state.domains.get('d')!.extreme).toBe(2);
+    expect(state.domains.get('d')!.count).toBe(3);
   });
 });
