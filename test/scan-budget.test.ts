@@ -26,7 +26,9 @@ afterEach(() => {
   vi.unstubAllEnvs();
 });
 
+/** A store whose runsDir exists, as an orchestrator's does: readers heal the index only there. */
 function storeIn(dir: string, options: ExperienceStoreOptions = {}): ExperienceStore {
+  mkdirSync(path.join(dir, 'runs'), { recursive: true });
   return new ExperienceStore({ outDir: path.join(dir, 'out'), runsDir: path.join(dir, 'runs'), ...options });
 }
 

@@ -1,6 +1,6 @@
 import { appendFile, chmod, copyFile, mkdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { crc32 } from 'node:zlib';
+import { existsSync, mkdirSync } from 'node:fs';
 import { describe, expect } from 'vitest';
 import { ExperienceStore, type ExperienceRecord, type ExperienceStoreOptions } from '../src/index.js';
 import { makeInput, STAMP } from './support/inputs.js';
@@ -8,7 +8,9 @@ import { test } from './support/temp-dir.js';
 
 const FIXTURES = new URL('../fixtures/', import.meta.url);
 
+/** A store whose runsDir exists, as an orchestrator's does: readers heal the index only there. */
 function storeIn(dir: string, options: ExperienceStoreOptions = {}): ExperienceStore {
+  mkdirSync(path.join(dir, 'runs'), { recursive: true });
   return new ExperienceStore({ outDir: path.join(dir, 'out'), runsDir: path.join(dir, 'runs'), ...options });
 }
 
@@ -133,14 +135,13 @@ describe('a log that grew since its index', () => {
 });
 
 describe('falling back to a full scan, and healing', () => {
+  /** The version lives in the prefix line, which no checksum covers: only the version check can reject it. */
   async function withVersion(index: string, version: number): Promise<void> {
-    const lines = (await readFile(index, 'utf8')).trimEnd().split('\n').slice(0, -1);
-    const header = JSON.parse(lines[0]!);
-    header.version = version;
-    lines[0] = JSON.stringify(header);
-    const body = Buffer.from(lines.join('\n') + '\n');
-    const trailer = JSON.stringify({ crc32: (crc32(body) >>> 0).toString(16).padStart(8, '0'), bytes: body.length });
-    await writeFile(index, Buffer.concat([body, Buffer.from(trailer + '\n')]));
+    const text = await readFile(index, 'utf8');
+    const end = text.indexOf('\n');
+    const prefix = JSON.parse(text.slice(0, end));
+    prefix.version = version;
+    await writeFile(index, JSON.stringify(prefix) + text.slice(end));
   }
 
   const breakages: Array<[string, (index: string) => Promise<void>]> = [
@@ -156,7 +157,8 @@ describe('falling back to a full scan, and healing', () => {
       bytes[40] = bytes[40]! ^ 0x01;
       await writeFile(index, bytes);
     }],
-    ['of another version', (index) => withVersion(index, 2)],
+    ['of another version', (index) => withVersion(index, 3)],
+    ['of the previous version', (index) => withVersion(index, 1)],
   ];
 
   test.for(breakages)('scans the whole log when the index is %s, then heals it', async ([, breakIndex], { dir }) => {
@@ -316,7 +318,7 @@ describe('fixtures through every path', () => {
     expect(await store.rebuildIndex()).toEqual({ tasks: 2, records: 14, malformed: 6 });
     expect(await store.rebuildIndex('ties')).toEqual({ tasks: 1, records: 7, malformed: 0 });
     expect(await store.rebuildIndex('no-such-task')).toEqual({ tasks: 0, records: 0, malformed: 0 });
-    const header = JSON.parse((await readFile(files(dir, 'basic').index, 'utf8')).split('\n')[0]!);
+    const header = JSON.parse((await readFile(files(dir, 'basic').index, 'utf8')).split('\n')[1]!);
     expect(header).toMatchObject({ k: 2, records: 7, malformed: 6, log: { offset: 4870, size: 4960 } });
   });
 
@@ -421,5 +423,18 @@ describe('changes that stat alone could miss', () => {
     const inputs = Array.from({ length: 3000 }, (_, i) => makeInput({ runId: `run-${i}` }));
     const records = await storeIn(dir, { now: () => new Date(1_800_000_000_000) }).recordBatch(inputs, 'manifest.json');
     expect(new Set(records.map((r) => r.id)).size).toBe(3000);
+  });
+});
+
+describe('readers create nothing', () => {
+  test('a fetch in a store whose runsDir does not exist answers by scan, creates no directory, and leaves the index to writers', async ({ dir }) => {
+    await copyFixture('basic', dir);
+    const runsDir = path.join(dir, 'no-runs-here');
+    const store = new ExperienceStore({ outDir: path.join(dir, 'out'), runsDir });
+    const first = await store.fetchTopDetailed({ domain: 'implementation', limit: 2, taskId: 'basic' });
+    expect(first.stats.fullScans).toBe(1);
+    expect((await store.selectTop({ domain: 'implementation', limit: 2, taskId: 'basic' })).records).toHaveLength(2);
+    expect(existsSync(runsDir)).toBe(false);
+    expect(existsSync(files(dir, 'basic').index)).toBe(false);
   });
 });
