@@ -202,6 +202,7 @@ type Attempt = { kind: 'held'; held: Owned } | { kind: 'busy'; owner: string } |
 
 /** Hold the lock while `fn` runs, refreshing its mtime every staleMs/2; release it whatever `fn` does. */
 async function holding<T>(held: Owned, staleMs: number, fn: () => Promise<T>): Promise<T> {
+  retryOwnLeftovers();
   const refresh = setInterval(() => touch(held.fd), Math.min(Math.max(1, staleMs / 2), 2 ** 31 - 1));
   refresh.unref();
   try {
@@ -390,7 +391,10 @@ function dropOwned(owned: Owned): void {
     const now = statSync(owned.file, { bigint: true });
     if (now.dev === owned.dev && now.ino === owned.ino) unlinkSync(owned.file);
   } catch (err) {
-    if (errorCode(err) !== 'ENOENT') markReleased(owned);
+    if (errorCode(err) !== 'ENOENT') {
+      markReleased(owned);
+      ownLeftovers.set(owned.file, { dev: owned.dev, ino: owned.ino });
+    }
   } finally {
     closeQuietly(owned.fd);
   }
@@ -534,7 +538,34 @@ function closeQuietly(fd: number): void {
 function unlinkQuietly(file: string): void {
   try {
     unlinkSync(file);
-  } catch {
-    // A temp name left behind is swept once its owner is dead.
+  } catch (err) {
+    // Retried after our next acquisition; swept by others once we are dead.
+    if (errorCode(err) !== 'ENOENT') ownLeftovers.set(file, undefined);
+  }
+}
+
+/**
+ * Our own temp files and claims that an unlink refused (a passing fault), with
+ * the inode we created where the name is not private to us. Retried each time
+ * this process takes a lock, so a passing fault does not litter runsDir for the
+ * life of the process; only our own inode is ever removed.
+ */
+const ownLeftovers = new Map<string, { dev: bigint; ino: bigint } | undefined>();
+
+function retryOwnLeftovers(): void {
+  for (const [file, identity] of ownLeftovers) {
+    try {
+      if (identity !== undefined) {
+        const now = statSync(file, { bigint: true });
+        if (now.dev !== identity.dev || now.ino !== identity.ino) {
+          ownLeftovers.delete(file);
+          continue;
+        }
+      }
+      unlinkSync(file);
+      ownLeftovers.delete(file);
+    } catch (err) {
+      if (errorCode(err) === 'ENOENT') ownLeftovers.delete(file);
+    }
   }
 }
