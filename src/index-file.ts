@@ -521,7 +521,7 @@ let writeFileAtomic: WriteFileAtomic | undefined;
  * a process that only reads never pays for it.
  */
 export async function writeIndex(indexPath: string, bytes: Buffer): Promise<void> {
-  writeFileAtomic ??= (await import('write-file-atomic')).default;
+  writeFileAtomic ??= await loadWriteFileAtomic();
   writeFileAtomic.sync(indexPath, null as unknown as string, {
     fsync: false,
     tmpfileCreated: (tmpfile: string) => writeWhole(tmpfile, bytes),
@@ -535,6 +535,29 @@ function closeQuietly(fd: number): void {
   } catch {
     // see above
   }
+}
+
+/**
+ * write-file-atomic registers a signal-exit hook around every write, and
+ * signal-exit installs its ~20 signal handlers when the first hook comes and
+ * removes them when the last goes: some 200 system calls per index write, more
+ * than the write itself (docs/benchmarks.md). One hook of ours, registered in
+ * the very signal-exit instance write-file-atomic uses, keeps the handlers
+ * installed from the first index write on. They change nothing observable: a
+ * signal nothing else handles still ends the process with its default action
+ * (signal-exit re-raises it), and its exit hooks only remove temp files.
+ */
+async function loadWriteFileAtomic(): Promise<WriteFileAtomic> {
+  const module = (await import('write-file-atomic')).default;
+  try {
+    const { createRequire } = await import('node:module');
+    const fromWriteFileAtomic = createRequire(createRequire(import.meta.url).resolve('write-file-atomic'));
+    const { onExit } = fromWriteFileAtomic('signal-exit') as { onExit: (cb: () => void) => () => void };
+    onExit(() => undefined);
+  } catch {
+    // Only a cost: write-file-atomic then installs and removes the handlers itself.
+  }
+  return module;
 }
 
 function writeWhole(file: string, bytes: Buffer): void {

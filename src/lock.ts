@@ -119,14 +119,18 @@ const releasedTokens = new Set<string>();
 /** Run `fn` holding the task's lock, waiting in process and retrying across processes. */
 export async function withTaskLock<T>(lockPath: string, taskId: string, retry: LockRetry, fn: () => Promise<T>): Promise<T> {
   const settings = resolveLockRetry(retry);
-  const dir = path.dirname(path.resolve(lockPath));
-  try {
-    mkdirSync(dir, { recursive: true });
-  } catch (err) {
-    throw ioError('create the lock directory', dir, err);
+  let file = knownLockFiles.get(lockPath);
+  if (file === undefined) {
+    const dir = path.dirname(path.resolve(lockPath));
+    try {
+      mkdirSync(dir, { recursive: true });
+    } catch (err) {
+      throw ioError('create the lock directory', dir, err);
+    }
+    file = realLockPath(lockPath);
+    if (file === undefined) throw ioError('find the lock directory', dir, Object.assign(new Error('removed while in use'), { code: 'ENOENT' }));
+    knownLockFiles.set(lockPath, file);
   }
-  const file = realLockPath(lockPath);
-  if (file === undefined) throw ioError('find the lock directory', dir, Object.assign(new Error('removed while in use'), { code: 'ENOENT' }));
   const previous = queues.get(file);
   return inQueue(file, previous, async () => {
     if (previous) await previous;
@@ -154,6 +158,12 @@ export async function tryWithTaskLock<T>(
     return attempt.kind === 'held' ? holding(attempt.held, staleMs, fn) : undefined;
   });
 }
+
+// Lock paths as given, to their real identity, once their directory existed: a
+// writer's batch then costs no mkdir or realpath. A directory removed later is
+// recreated by acquire ('no-dir'); a runsDir symlink retargeted while the
+// process runs keeps its old queue identity (the lock file itself is still exclusive).
+const knownLockFiles = new Map<string, string>();
 
 /** The lock file's real identity: realpath of its directory + its name; undefined if the directory is missing. */
 function realLockPath(lockPath: string): string | undefined {

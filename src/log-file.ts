@@ -3,7 +3,7 @@
  * purpose: each call is microseconds, where a round trip through libuv's pool
  * costs tens of them (docs/benchmarks.md), and these run under the task's lock.
  */
-import { closeSync, fstatSync, ftruncateSync, openSync, readSync, statSync, writeSync, type BigIntStats } from 'node:fs';
+import { closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, readSync, statSync, writeSync, type BigIntStats } from 'node:fs';
 import { errorCode, ExperienceStoreError, ioError } from './errors.js';
 import type { LogStat } from './freshness.js';
 
@@ -39,9 +39,18 @@ export function openLogForReading(logPath: string): number | undefined {
   }
 }
 
-/** Open (creating) the log for appending; readable too, so a writer can read back what it wrote. */
-export function openLogForAppending(logPath: string): number {
+/**
+ * Open (creating) the log for appending; readable too, so a writer can read back
+ * what it wrote. A task directory removed since the writer last saw it is recreated.
+ */
+export function openLogForAppending(logPath: string, taskDir: string): number {
   try {
+    return openSync(logPath, 'a+');
+  } catch (err) {
+    if (errorCode(err) !== 'ENOENT') throw ioError('open the log', logPath, err);
+  }
+  try {
+    mkdirSync(taskDir, { recursive: true });
     return openSync(logPath, 'a+');
   } catch (err) {
     throw ioError('open the log', logPath, err);

@@ -130,6 +130,8 @@ export class ExperienceStore {
   readonly #now: () => Date;
   readonly #cache = new IndexCache();
   readonly #reader: TaskReader;
+  /** Task directories this instance created or found: a batch then skips the mkdir. */
+  readonly #taskDirs = new Set<string>();
 
   /** Throws EXP_INVALID_INPUT naming a bad option, EXP_BAD_ENV naming a bad environment variable. */
   constructor(options: ExperienceStoreOptions = {}) {
@@ -184,10 +186,13 @@ export class ExperienceStore {
     }
     const lines = records.map((r) => JSON.stringify(r));
     const paths = taskPaths(this.outDir, this.runsDir, records[0]!.taskId);
-    try {
-      mkdirSync(paths.dir, { recursive: true });
-    } catch (err) {
-      throw ioError('create the task directory', paths.dir, err);
+    if (!this.#taskDirs.has(paths.dir)) {
+      try {
+        mkdirSync(paths.dir, { recursive: true });
+      } catch (err) {
+        throw ioError('create the task directory', paths.dir, err);
+      }
+      this.#taskDirs.add(paths.dir);
     }
     // Work that scales with the log happens before the lock: a log without a
     // usable index is scanned here, and caught up under the lock.
@@ -195,7 +200,7 @@ export class ExperienceStore {
     let committed = false;
     try {
       await withTaskLock(paths.lock, paths.taskId, this.lockRetry, async () => {
-        const fd = openLogForAppending(paths.log);
+        const fd = openLogForAppending(paths.log, paths.dir);
         try {
           await this.#append(paths, fd, lines, scanned, () => (committed = true));
         } finally {
