@@ -108,7 +108,7 @@ function contextFor(values: OptionValues, taskIds: string[], io: CliIo): Command
   const outLabel = out ?? outDir;
   const label = out === undefined ? `the store directory ${outDir} (the default; pass --out DIR)` : `--out ${out}`;
   checkOutDir(outDir, label);
-  checkNotTaskDir(outDir, label);
+  checkNotTaskDir(outDir, label, out ?? outDir);
   for (const id of taskIds) {
     if (!isDirectory(path.join(outDir, id))) {
       throw new OperationError(`no task "${id}" in ${outLabel}: it has no directory "${id}"; run ${PROGRAM} stats to list the tasks`);
@@ -144,10 +144,10 @@ function checkOutDir(outDir: string, label: string): void {
 }
 
 /** A task directory passed as the store would read as a store of no tasks: say so instead. */
-function checkNotTaskDir(outDir: string, label: string): void {
+function checkNotTaskDir(outDir: string, label: string, shown: string): void {
   if (!isFile(path.join(outDir, LOG_FILE))) return;
   throw new OperationError(
-    `${label} is a task directory (it holds ${LOG_FILE}); pass its parent, ${path.dirname(outDir)}, and --task ${path.basename(outDir)} for this task alone`,
+    `${label} is a task directory (it holds ${LOG_FILE}); pass its parent, ${path.dirname(shown)}, and --task ${path.basename(outDir)} for this task alone`,
   );
 }
 
@@ -228,8 +228,9 @@ function globalHelp(): string[] {
     `Usage: ${PROGRAM} <command> [options]`,
     '',
     'Maintain the sidecar top-K indexes of an experience store (<outDir>/<taskId>/experiences.top.json).',
-    'No command writes a log. rebuild and verify --fix write index files under the task\'s lock in --runs;',
-    'top may too (healing a stale index, only if --runs exists and the lock is free); stats and verify create nothing.',
+    'No command writes a log. rebuild and verify --fix write index files, under the task\'s lock in --runs.',
+    'top may write one as any fetch does (healing a stale or missing index), but only when --runs exists',
+    'and the lock is free at once. stats and verify only read.',
     '',
     'Commands:',
     ...helpLines(COMMANDS.map((c) => [c.usage, c.summary])),

@@ -16,7 +16,7 @@ type TopRun = { kind: 'plain'; query: FetchQuery } | { kind: 'competitive'; quer
 
 export const top: CommandSpec = {
   name: 'top',
-  usage: 'top --domain D [--limit N] [--min-reward X] [--policy competitive [--strength X] [--explain]]',
+  usage: 'top --domain D [--limit N] [--min-reward X] [--policy P]',
   summary: 'print the best records of a domain as prompt injections',
   options: {
     domain: { type: 'string' },
