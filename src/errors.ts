@@ -6,7 +6,7 @@
 export type ErrorCode =
   | 'EXP_INVALID_INPUT' // a recordBatch input or fetch query is malformed; nothing was written
   | 'EXP_LOCKED' // the task's lock file could not be taken within the retry budget
-  | 'EXP_BAD_ENV' // an environment variable or option has a value we cannot use
+  | 'EXP_BAD_ENV' // an environment variable has a value we cannot use (a bad option is EXP_INVALID_INPUT)
   | 'EXP_IO'; // the file system refused an operation we cannot treat as an answer
 
 export class ExperienceStoreError extends Error {

@@ -15,6 +15,20 @@ export interface FetchQuery {
   taskId?: string;
 }
 
+/** How a fetch obtained its answer (SPEC `fetchTopDetailed().stats`). */
+export interface FetchStats {
+  /** Tasks answered from an index (in memory or on disk) without reading log bytes. */
+  indexHits: number;
+  /** Tasks whose index was caught up by reading only the bytes appended since. */
+  tails: number;
+  /** Tasks read by a full scan of the log. */
+  fullScans: number;
+  /** Log bytes read to find records (index bytes and fingerprint checks are not counted). */
+  bytesRead: number;
+  /** Log lines read, blank ones included. */
+  linesRead: number;
+}
+
 export function checkTaskId(field: string, taskId: unknown): string {
   if (typeof taskId !== 'string') throw new ExperienceStoreError('EXP_INVALID_INPUT', `${field} must be a string`);
   const problem = taskIdProblem(taskId);

@@ -15,7 +15,7 @@ import { statsOfStore, verifyStore, type StatsOptions, type TaskReport, type Tas
 import { resolveLockRetry, withTaskLock, type LockRetry } from './lock.js';
 import { appendToLog, closeQuietly, endsWithNewline, fstatLog, openLogForAppending, openLogForReading, statLog, withLog } from './log-file.js';
 import { INDEX_FILE, isValidTaskId, resolveStoreDirs, taskPaths, type TaskPaths } from './paths.js';
-import { checkQuery, checkSelectQuery, checkTaskId, type FetchQuery } from './query.js';
+import { checkQuery, checkSelectQuery, checkTaskId, type FetchQuery, type FetchStats } from './query.js';
 import { copyRecord, newRecordId, normalizeInput, score, validateBatch, verifyStamp, type ExperienceInput, type ExperienceRecord } from './record.js';
 import { budgetForFetch, resolveScanBudget, type ScanBudget } from './scan-budget.js';
 import { scanLog } from './scan.js';
@@ -27,11 +27,11 @@ import {
   type SelectOptions,
   type SelectQuery,
 } from './selection.js';
-import { TaskReader, type FetchStats, type ReadRequest, type TaskView } from './task-reader.js';
+import { TaskReader, type ReadRequest, type TaskView } from './task-reader.js';
 import { addRecord, cloneState, emptyState, EXTREME_SCORE, mergeRanked, trimState, type Entry, type TopState } from './top-k.js';
 
 export type { FetchQuery } from './query.js';
-export type { FetchStats } from './task-reader.js';
+export type { FetchStats } from './query.js';
 
 /** Options of `new ExperienceStore(options)`. A field given as `undefined` keeps its default. */
 export interface ExperienceStoreOptions {

@@ -13,22 +13,9 @@ import type { ReadBudget } from './line-reader.js';
 import { tryWithTaskLock } from './lock.js';
 import { fstatLog, openLogForReading, statLog, withLog } from './log-file.js';
 import type { TaskPaths } from './paths.js';
+import type { FetchStats } from './query.js';
 import { scanLog } from './scan.js';
 import { emptyState, trimState, type Entry } from './top-k.js';
-
-/** How a fetch obtained its answer (SPEC `fetchTopDetailed().stats`). */
-export interface FetchStats {
-  /** Tasks answered from an index (in memory or on disk) without reading log bytes. */
-  indexHits: number;
-  /** Tasks whose index was caught up by reading only the bytes appended since. */
-  tails: number;
-  /** Tasks read by a full scan of the log. */
-  fullScans: number;
-  /** Log bytes read to find records (index bytes and fingerprint checks are not counted). */
-  bytesRead: number;
-  /** Log lines read, blank ones included. */
-  linesRead: number;
-}
 
 /** What one task contributes to an answer. */
 export interface TaskView {

@@ -6,7 +6,8 @@
  * log, a resolved one present exactly once, the error is an ExperienceStoreError
  * with a code, the next writer is not blocked by a lock or a temp file, and every
  * fetch equals a plain full scan. FAULT_RUNS=full runs every call index of both
- * kinds with both codes (`npm run test:faults`); the default samples them.
+ * kinds with both codes (`FAULT_RUNS=full npx vitest run test/faults.test.ts`); the
+ * default samples them.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';

@@ -39,6 +39,8 @@ export interface FaultPlan {
   code: string;
   /** A failing writeSync first writes half its bytes and returns that count (a short write); the next call fails. */
   shortWrite?: boolean;
+  /** Only these functions fail (a full disk refuses writes, not truncates or closes); default all. */
+  only?: readonly string[];
 }
 
 export interface FaultSeam {
