@@ -78,6 +78,8 @@ export interface SizeOptions {
   /** Rounds each group of compared cases alternates in. */
   rounds: number;
   rebuildRuns: number;
+  /** Fewest calls of a full scan (readline, floor, selection): each is 1 s at 100k, 10 s at 1M. */
+  scanMinIterations: number;
   only?: ReadonlySet<CaseId>;
   log?: (line: string) => void;
 }
@@ -117,7 +119,7 @@ export async function runSize(records: number, options: SizeOptions): Promise<Si
   const result: SizeResult = { records, logBytes: fileBytes(paths.log), domains: DOMAINS.length, cases: {}, cpu: {}, tailBytes: {}, notes: [] };
   const query: Query = { domain: DOMAINS[0], limit: LIMIT, taskId: BENCH_TASK };
   const budget = { budgetMs };
-  const scanBudget = { budgetMs: budgetMs * 2, minIterations: 5 };
+  const scanBudget = { budgetMs: budgetMs * 2, minIterations: options.scanMinIterations };
   const group = async (entries: Entry<CaseId>[]) => {
     const chosen = entries.filter((e) => wanted(e.id));
     if (chosen.length === 0) return;
@@ -161,6 +163,8 @@ export async function runSize(records: number, options: SizeOptions): Promise<Si
     const olderTask = taskFiles(opts, OLDER_TASK);
     copyLog(source, fresh);
     copyLog(source, olderTask);
+    // Index bench-fresh now, so that every timed run of ours finds an index, as a run of a task with a history does.
+    await new ExperienceStore(opts).fetchTop({ ...query, taskId: FRESH_TASK });
     await processGroup(result, opts, query, expected, options, wanted, say);
 
     // Appends from here on. Before each tail fetch another writer appends; the
