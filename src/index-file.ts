@@ -560,6 +560,11 @@ async function loadWriteFileAtomic(): Promise<WriteFileAtomic> {
   return module;
 }
 
+/** Load write-file-atomic now (a writer does this before taking the lock, so the lock is not held while modules load). */
+export async function prepareIndexWrites(): Promise<void> {
+  writeFileAtomic ??= await loadWriteFileAtomic();
+}
+
 function writeWhole(file: string, bytes: Buffer): void {
   const fd = openSync(file, 'w');
   try {

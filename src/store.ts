@@ -10,7 +10,7 @@ import { catchUp, type CaughtUp } from './catch-up.js';
 import { errorCode, ExperienceStoreError, ioError } from './errors.js';
 import { decideFreshness, stampOf, type LogStat } from './freshness.js';
 import { IndexCache } from './index-cache.js';
-import { fingerprintAt, indexOfState, InvalidIndexError, logMatchesStampAt, readIndex, serializeIndex, writeIndex, type LoadedIndex } from './index-file.js';
+import { fingerprintAt, indexOfState, InvalidIndexError, logMatchesStampAt, prepareIndexWrites, readIndex, serializeIndex, writeIndex, type LoadedIndex } from './index-file.js';
 import { statsOfStore, verifyStore, type StatsOptions, type TaskReport, type TaskStats, type VerifyOptions } from './inspect.js';
 import { resolveLockRetry, withTaskLock, type LockRetry } from './lock.js';
 import { appendToLog, closeQuietly, endsWithNewline, fstatLog, openLogForAppending, openLogForReading, statLog, withLog } from './log-file.js';
@@ -197,6 +197,7 @@ export class ExperienceStore {
     // Work that scales with the log happens before the lock: a log without a
     // usable index is scanned here, and caught up under the lock.
     const scanned = this.useIndex ? await this.#scanUnindexed(paths) : undefined;
+    if (this.useIndex) await prepareIndexWrites();
     let committed = false;
     try {
       await withTaskLock(paths.lock, paths.taskId, this.lockRetry, async () => {
