@@ -39,18 +39,20 @@ export function floorScan(logPath: string): number {
 }
 
 /**
- * The floor of a cold indexed fetch, whatever the index format: open the index,
- * read all of it, close it, and decode and JSON.parse the records the answer
- * needs (`recordsText`: the domain's top records as a JSON array, taken from a
- * full scan, so the floor does not depend on how the index lays them out).
+ * The floor of a cold indexed fetch, whatever the index format: open the index
+ * file, read as many bytes as the records the answer needs take as JSON, close
+ * it, then decode and JSON.parse those records (`recordsText`: a JSON array of
+ * them, taken from a full scan). Any format must at least do this much; reading
+ * the bytes of the records themselves, not the file's, keeps the floor the same
+ * whatever else a format stores or however it lays records out.
  * Returns the number of records parsed.
  */
 export function indexFloor(indexPath: string, recordsText: Buffer): number {
   const fd = openSync(indexPath, 'r');
   try {
-    const size = fstatSync(fd).size;
-    const buffer = Buffer.allocUnsafe(size);
-    for (let at = 0, n; at < size && (n = readSync(fd, buffer, at, size - at, at)) > 0; ) at += n;
+    const length = Math.min(recordsText.length, fstatSync(fd).size);
+    const buffer = Buffer.allocUnsafe(length);
+    for (let at = 0, n; at < length && (n = readSync(fd, buffer, at, length - at, at)) > 0; ) at += n;
   } finally {
     closeSync(fd);
   }

@@ -27,8 +27,8 @@ import { OlderExperienceStore } from './older-store.js';
 export const CASES = {
   cold: 'cold indexed fetch',
   hot: 'hot indexed fetch',
-  indexFloor: 'floor: open + read index + parse K records',
-  indexFloor5: 'floor: open + read index + parse 5 records',
+  indexFloor: 'floor: open index, read + parse K records',
+  indexFloor5: 'floor: open index, read + parse 5 records',
   selectCold: 'selectTop cold (index)',
   selectHot: 'selectTop hot (index)',
   selectFullScan: 'selectTop full scan',
