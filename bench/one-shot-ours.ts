@@ -3,12 +3,16 @@
  *   node dist/bench/one-shot-ours.js import
  *   node dist/bench/one-shot-ours.js fetch <outDir> <runsDir> <taskId> <domain>
  *   node dist/bench/one-shot-ours.js fetch-write <outDir> <runsDir> <taskId> <domain> <batch JSON> <manifestPath>
- * Imports the built package (dist/src/index.js) the way a caller does, constructs
+ * Imports the built package through its published entry point (package.json
+ * "exports": dist/lib/index.js, the bundle) the way a caller does, constructs
  * a store, fetches the top 5 (and writes one batch), prints the fetched ids and,
  * at exit, its CPU time.
  * Kept apart from one-shot-older.ts so that neither process loads the other's modules.
  */
-import { ExperienceStore } from '../src/index.js';
+import type * as Package from '../src/index.js';
+
+// The path a consumer's `import 'experience-store'` resolves to (from dist/bench/).
+const { ExperienceStore } = (await import(new URL('../lib/index.js', import.meta.url).href)) as typeof Package;
 
 // This process's CPU time, for the parent (bench/measure.ts, measureProcesses).
 process.on('exit', () => {

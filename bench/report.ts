@@ -415,7 +415,7 @@ ${rssRow}
 ## What a run pays
 
 A fresh \`node\` process per call, timed from the parent (spawn to exit, wall time): ours imports
-the built package (\`dist/src/index.js\`), the older design \`bench/older-store.ts\`; both construct a
+the built package through its published entry (\`dist/lib/index.js\`), the older design \`bench/older-store.ts\`; both construct a
 store, fetch (and write one batch of 8), and exit. Overhead is the median minus bare \`node -e\`
 measured in the same rounds. The last column is the median CPU time (user + system) each child
 reports at exit: it moves much less than wall time with the load of other work on the machine.

@@ -5,7 +5,6 @@
  * created with its owner record already inside. Protocol and argument:
  * docs/locking.md; owner records and their judgement: lock-owner.ts.
  */
-import { createHash, randomBytes } from 'node:crypto';
 import {
   closeSync,
   fstatSync,
@@ -21,7 +20,6 @@ import {
   writeSync,
 } from 'node:fs';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { errorCode, ExperienceStoreError, ExperienceStoreLockError, ioError } from './errors.js';
 import {
   describeOwner,
@@ -119,6 +117,7 @@ const releasedTokens = new Set<string>();
 /** Run `fn` holding the task's lock, waiting in process and retrying across processes. */
 export async function withTaskLock<T>(lockPath: string, taskId: string, retry: LockRetry, fn: () => Promise<T>): Promise<T> {
   const settings = resolveLockRetry(retry);
+  await loadCrypto();
   let file = knownLockFiles.get(lockPath);
   if (file === undefined) {
     const dir = path.dirname(path.resolve(lockPath));
@@ -153,10 +152,28 @@ export async function tryWithTaskLock<T>(
   const file = realLockPath(lockPath);
   if (file === undefined || queues.has(file)) return undefined;
   const staleMs = resolveLockRetry({ staleMs: options?.staleMs }).staleMs;
+  await loadCrypto();
   return inQueue(file, undefined, async () => {
     const attempt = tryAcquire(file, options?.taskId ?? '', staleMs);
     return attempt.kind === 'held' ? holding(attempt.held, staleMs, fn) : undefined;
   });
+}
+
+type Crypto = typeof import('node:crypto');
+let crypto: Crypto | undefined;
+
+/** node:crypto (tokens, temp names), loaded when a lock is first taken: a process that only reads never pays for it. */
+async function loadCrypto(): Promise<void> {
+  crypto ??= await import('node:crypto');
+}
+
+function loadedCrypto(): Crypto {
+  if (crypto === undefined) throw new Error('internal: the lock code ran before node:crypto was loaded');
+  return crypto;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 // Lock paths as given, to their real identity, once their directory existed: a
@@ -295,7 +312,7 @@ function tryAcquireOrThrow(file: string, taskId: string, staleMs: number): Attem
 function createExclusive(file: string, taskId: string, staleMs: number): Owned | 'busy' | 'no-dir' {
   const token = newToken();
   const bytes = Buffer.from(formatOwnerRecord(token, taskId, staleMs));
-  const temp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  const temp = `${file}.${process.pid}.${loadedCrypto().randomBytes(6).toString('hex')}.tmp`;
   let fd: number;
   try {
     fd = openSync(temp, 'wx', 0o644);
@@ -465,7 +482,7 @@ function readLock(file: string): Seen | undefined {
  */
 function instanceKey(dev: bigint, ino: bigint, token: string | null, mtimeNs: bigint, text: string): string {
   const identity = token !== null ? `${dev}:${ino}:token:${token}` : `${dev}:${ino}:mtime:${mtimeNs}:${text}`;
-  return createHash('sha256').update(identity).digest('hex').slice(0, 16);
+  return loadedCrypto().createHash('sha256').update(identity).digest('hex').slice(0, 16);
 }
 
 const LEFTOVER = /^(?:acquire\.)?(?:clear-[0-9a-f]{16}\.)*(?:clear-[0-9a-f]{16}|\d+\.[0-9a-f]{12}\.tmp)$/;
@@ -512,7 +529,7 @@ function touch(fd: number): void {
 }
 
 function newToken(): string {
-  return randomBytes(16).toString('hex');
+  return loadedCrypto().randomBytes(16).toString('hex');
 }
 
 function writeAll(fd: number, bytes: Buffer, position?: number): void {

@@ -13,7 +13,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { beforeAll, describe, expect } from 'vitest';
-import { ensureBuilt, PACKAGE_ENTRY, ROOT } from './support/build.js';
+import { ensureBuilt, PUBLISHED_ENTRY, ROOT } from './support/build.js';
 import { test } from './support/temp-dir.js';
 
 beforeAll(() => ensureBuilt(), 120_000);
@@ -59,7 +59,7 @@ function normalize(text: string): string {
 
 /** Run an example as a user would: a file of its own, cwd a fresh directory, no store variables inherited. */
 function run(example: Example, dir: string): string {
-  const code = example.code.replaceAll("from 'experience-store'", `from '${pathToFileURL(PACKAGE_ENTRY).href}'`);
+  const code = example.code.replaceAll("from 'experience-store'", `from '${pathToFileURL(PUBLISHED_ENTRY).href}'`);
   const file = path.join(dir, 'example.mjs');
   writeFileSync(file, code);
   const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('CODEX_')));

@@ -10,14 +10,17 @@ import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const PACKAGE_ENTRY = path.join(ROOT, 'dist', 'src', 'index.js');
+/** What `import 'experience-store'` resolves to (package.json exports): the bundle of dist/src. */
+export const PUBLISHED_ENTRY = path.join(ROOT, 'dist', 'lib', 'index.js');
 export const BIN = path.join(ROOT, 'dist', 'src', 'cli', 'bin.js');
 
 export function ensureBuilt(): void {
-  if (newestMtimeMs(path.join(ROOT, 'src')) < Math.min(mtimeMs(PACKAGE_ENTRY), mtimeMs(BIN))) return;
+  if (newestMtimeMs(path.join(ROOT, 'src')) < Math.min(mtimeMs(PACKAGE_ENTRY), mtimeMs(BIN), mtimeMs(PUBLISHED_ENTRY))) return;
   execFileSync(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], {
     cwd: ROOT,
     stdio: 'inherit',
   });
+  execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'bundle.mjs')], { cwd: ROOT, stdio: 'inherit' });
 }
 
 function mtimeMs(file: string): number {
