@@ -200,10 +200,12 @@ export class LoadedIndex {
       const source = {
         top: () => this.top(name),
         pool: () => this.pool(name),
+        // Copied as they are with their own CRCs: a corrupt section stays detectably corrupt
+        // in the new file (its reader rescans), so the copy need not check it.
         encoded: (): EncodedDomain => ({
-          top: this.#section(d.top, `top section of ${JSON.stringify(name)}`),
+          top: this.#section(d.top, `top section of ${JSON.stringify(name)}`, false),
           topCrc: d.top[2],
-          pool: this.#section(d.pool, `pool section of ${JSON.stringify(name)}`),
+          pool: this.#section(d.pool, `pool section of ${JSON.stringify(name)}`, false),
           poolCrc: d.pool[2],
         }),
       };
@@ -213,15 +215,17 @@ export class LoadedIndex {
   }
 
   /** The bytes of `section`, CRC-checked; read from the file when not loaded yet. */
-  #section([start, length, crc]: Section, what: string): Buffer {
+  #section([start, length, crc]: Section, what: string, check = true): Buffer {
     let bytes = this.#bytes;
     if (bytes === undefined || start + length > bytes.length) {
       if (this.#path === undefined) throw new InvalidIndexError(`${what} is missing`);
       // Everything from the sections' start up to this one's end: later sections are rarely needed.
+      // Read through a new descriptor, so possibly from a newer file: always checked.
       bytes = this.#bytes = readRange(this.#path, this.#sectionsAt, start + length);
+      check = true;
     }
     const slice = bytes.subarray(start, start + length);
-    if (crc32Hex(slice) !== crc) throw new InvalidIndexError(`${what} fails its checksum`);
+    if (slice.length !== length || (check && crc32Hex(slice) !== crc)) throw new InvalidIndexError(`${what} fails its checksum`);
     return slice;
   }
 }
@@ -233,9 +237,11 @@ export type IndexReadResult =
 
 /**
  * Read and check an index's header (and, with `domain`, that domain's sections
- * in the same read when they fit). Never throws: the index is only a cache.
+ * in the same read when they fit; with `whole`, every section: what a writer
+ * copies must come from the file whose header it read). Never throws: the index
+ * is only a cache.
  */
-export function readIndex(indexPath: string, domain?: string): IndexReadResult {
+export function readIndex(indexPath: string, domain?: string, whole = false): IndexReadResult {
   let fd: number;
   try {
     fd = openSync(indexPath, 'r');
@@ -261,7 +267,9 @@ export function readIndex(indexPath: string, domain?: string): IndexReadResult {
     // The sections already read, extended to cover the asked domain's when they lie beyond.
     let bytes = buffer.subarray(sectionsAt);
     const d = domain === undefined ? undefined : header.domains.find((x) => x.domain === domain);
-    if (d !== undefined) {
+    if (whole && sectionsAt + bytes.length < size) {
+      bytes = readAt(fd, sectionsAt, size - sectionsAt);
+    } else if (d !== undefined) {
       const end = Math.max(d.top[0] + d.top[1], d.pool[0] + d.pool[1]);
       if (end > bytes.length) bytes = readAt(fd, sectionsAt, end);
     }

@@ -402,23 +402,25 @@ export class ExperienceStore {
    * Before a writer takes the lock: when neither memory nor the index file can
    * be caught up cheaply (fresh, or a tail whose fingerprint matches), scan the
    * log now, so the lock is held only for the bytes appended meanwhile (SPEC
-   * "The lock": no O(N) work under the lock). What remains under the lock: a log
-   * replaced between this look and the lock, or an index section found bad only
-   * when parsed; both rescan there.
+   * "The lock": no O(N) work under the lock); when the index file can, return
+   * it, so it is not read again under the lock. What remains under the lock: a
+   * log replaced between this look and the lock, or an index section found bad
+   * only when parsed; both rescan there.
    */
   async #scanUnindexed(paths: TaskPaths): Promise<LoadedIndex | undefined> {
     try {
       const log = statLog(paths.log);
       if (log === undefined || log.size === 0 || this.#cache.matchesStat(paths.index, log)) return undefined;
-      const read = readIndex(paths.index);
+      const read = readIndex(paths.index, undefined, true);
       const index = read.kind === 'ok' ? read.index : undefined;
       const fd = openLogForReading(paths.log);
       if (fd === undefined) return undefined;
       return await withLog(fd, async () => {
         const opened = fstatLog(fd, paths.log);
         const decision = decideFreshness(index?.header.log, opened);
-        if (index !== undefined && decision.kind === 'fresh' && logMatchesStampAt(fd, index.header.log)) return undefined;
-        if (index !== undefined && decision.kind === 'tail' && fingerprintAt(fd, decision.from) === index.header.log.fingerprint) return undefined;
+        // Cheap to catch up under the lock: hand over the index just read, so it is not read twice.
+        if (index !== undefined && decision.kind === 'fresh' && logMatchesStampAt(fd, index.header.log)) return index;
+        if (index !== undefined && decision.kind === 'tail' && fingerprintAt(fd, decision.from) === index.header.log.fingerprint) return index;
         const caught = await catchUp(fd, opened, index, { kind: 'rescan', reason: 'no-index' }, { fullScanK: this.indexTopK });
         return indexOfState(trimState(caught.state), stampOf(opened, caught.end, fingerprintAt(fd, caught.end)));
       });
@@ -440,7 +442,7 @@ export class ExperienceStore {
     }
     let index = scanned;
     if (index === undefined) {
-      const read = readIndex(paths.index);
+      const read = readIndex(paths.index, undefined, true);
       index = read.kind === 'ok' ? read.index : undefined;
     }
     return catchUp(fd, log, index, decideFreshness(index?.header.log, log), { fullScanK: this.indexTopK });
