@@ -172,6 +172,20 @@ function loadedCrypto(): Crypto {
   return crypto;
 }
 
+// Random bytes for tokens and temp names, drawn from a pool: one call into
+// OpenSSL per 4 KiB instead of two per lock taken.
+let randomPool = Buffer.alloc(0);
+let randomAt = 0;
+
+function randomHex(bytes: number): string {
+  if (randomAt + bytes > randomPool.length) {
+    randomPool = loadedCrypto().randomBytes(4096);
+    randomAt = 0;
+  }
+  randomAt += bytes;
+  return randomPool.toString('hex', randomAt - bytes, randomAt);
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -312,7 +326,7 @@ function tryAcquireOrThrow(file: string, taskId: string, staleMs: number): Attem
 function createExclusive(file: string, taskId: string, staleMs: number): Owned | 'busy' | 'no-dir' {
   const token = newToken();
   const bytes = Buffer.from(formatOwnerRecord(token, taskId, staleMs));
-  const temp = `${file}.${process.pid}.${loadedCrypto().randomBytes(6).toString('hex')}.tmp`;
+  const temp = `${file}.${process.pid}.${randomHex(6)}.tmp`;
   let fd: number;
   try {
     fd = openSync(temp, 'wx', 0o644);
@@ -529,7 +543,7 @@ function touch(fd: number): void {
 }
 
 function newToken(): string {
-  return loadedCrypto().randomBytes(16).toString('hex');
+  return randomHex(16);
 }
 
 function writeAll(fd: number, bytes: Buffer, position?: number): void {

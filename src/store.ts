@@ -10,7 +10,7 @@ import { catchUp, type CaughtUp } from './catch-up.js';
 import { errorCode, ExperienceStoreError, ioError } from './errors.js';
 import { decideFreshness, stampOf, type LogStat } from './freshness.js';
 import { IndexCache } from './index-cache.js';
-import { fingerprintAt, indexOfState, InvalidIndexError, logMatchesStampAt, prepareIndexWrites, readIndex, serializeIndex, writeIndex, type LoadedIndex } from './index-file.js';
+import { fingerprintAt, indexOfState, InvalidIndexError, logMatchesStampAt, prepareIndexWrites, readIndex, serializeIndexParts, writeIndex, type LoadedIndex } from './index-file.js';
 import { statsOfStore, verifyStore, type StatsOptions, type TaskReport, type TaskStats, type VerifyOptions } from './inspect.js';
 import { resolveLockRetry, withTaskLock, type LockRetry } from './lock.js';
 import { appendToLog, closeQuietly, endsWithNewline, fstatLog, openLogForAppending, openLogForReading, statLog, withLog } from './log-file.js';
@@ -224,6 +224,9 @@ export class ExperienceStore {
     // becomes one line instead of swallowing our first record.
     const terminated = endsWithNewline(fd, before.size, paths.log);
     const payload = Buffer.from((terminated ? '' : '\n') + lines.join('\n') + '\n');
+    // The index on disk is the one this instance wrote after the last append (the stat
+    // proves no one appended since): no writer since could have left a temp file.
+    const isOurIndex = this.#cache.matchesStat(paths.index, before);
     const base = this.useIndex ? await this.#catchUpUnderLock(paths, fd, before, scanned).catch(() => undefined) : undefined;
     appendToLog(fd, payload, before.size, paths.log);
     commit();
@@ -246,8 +249,8 @@ export class ExperienceStore {
       const trimmed = trimState(state);
       const stamp = stampOf(after, end, fingerprintAt(fd, end));
       this.#cache.remember(paths.index, after, indexOfState(trimmed, stamp), 0);
-      removeStrayTempFiles(paths.dir);
-      await writeIndex(paths.index, serializeIndex(trimmed, stamp));
+      if (!isOurIndex) removeStrayTempFiles(paths.dir);
+      await writeIndex(paths.index, serializeIndexParts(trimmed, stamp));
     } catch {
       // Best effort after the commit point: a read-only directory or a full disk
       // must not fail an append that already happened; readers catch up from the log.
@@ -480,7 +483,7 @@ export class ExperienceStore {
           const stamp = stampOf(log, caught.end, fingerprintAt(again, caught.end));
           removeStrayTempFiles(paths.dir);
           try {
-            await writeIndex(paths.index, serializeIndex(state, stamp));
+            await writeIndex(paths.index, serializeIndexParts(state, stamp));
           } catch (err) {
             throw ioError('write the index', paths.index, err);
           }

@@ -8,7 +8,7 @@ import { catchUp, type CaughtUp } from './catch-up.js';
 import { ExperienceStoreError, ioError } from './errors.js';
 import { decideFreshness, stampOf, statKeyEquals, type LogStat } from './freshness.js';
 import { IndexCache } from './index-cache.js';
-import { fingerprintAt, indexOfState, InvalidIndexError, logMatchesStamp, readIndex, serializeIndex, writeIndex, type LoadedIndex } from './index-file.js';
+import { fingerprintAt, indexOfState, InvalidIndexError, logMatchesStamp, readIndex, serializeIndexParts, writeIndex, type LoadedIndex } from './index-file.js';
 import type { ReadBudget } from './line-reader.js';
 import { tryWithTaskLock } from './lock.js';
 import { fstatLog, openLogForReading, statLog, withLog } from './log-file.js';
@@ -173,7 +173,7 @@ export class TaskReader {
         paths.lock,
         async () => {
           const now = statLog(paths.log);
-          if (now !== undefined && statKeyEquals(now, log)) await writeIndex(paths.index, serializeIndex(state, stamp));
+          if (now !== undefined && statKeyEquals(now, log)) await writeIndex(paths.index, serializeIndexParts(state, stamp));
         },
         { taskId: paths.taskId, staleMs: this.#staleMs },
       );

@@ -141,7 +141,7 @@ describe('fault injection: every fs call of a write or a fetch fails in turn', (
       for (let nth = 1; nth <= calls + 1; nth++) {
         plans.push({ nth, persistent: false, code: 'EIO' }, { nth, persistent: true, code: 'EIO' });
         // A full disk: from the Nth call on, every write is refused (the first one after writing half).
-        const full = { code: 'ENOSPC', shortWrite: true, only: ['writeSync', 'writeFileSync'] };
+        const full = { code: 'ENOSPC', shortWrite: true, only: ['writeSync', 'writevSync', 'writeFileSync'] };
         if (FULL || op === 'write') plans.push({ nth, persistent: true, ...full });
         if (FULL) plans.push({ nth, persistent: false, ...full });
       }

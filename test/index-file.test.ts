@@ -485,21 +485,21 @@ describe('fingerprints', () => {
   });
 });
 
-type WriteSync = (fd: number, buffer: Buffer, offset: number, write: typeof fs.writeSync) => number;
+type WriteV = (fd: number, buffers: Buffer[], writev: typeof fs.writevSync) => number;
 
 describe('writeIndex', () => {
-  /** Replace fs.writeSync for writes to write-file-atomic's temp file only (index-file.ts imports it by name). */
-  async function withTempWrites<T>(fake: WriteSync, run: () => Promise<T>): Promise<T> {
-    const original = fs.writeSync;
-    (fs as any).writeSync = (fd: number, ...rest: any[]) => {
+  /** Replace fs.writevSync for writes to write-file-atomic's temp file only (index-file.ts imports it by name). */
+  async function withTempWrites<T>(fake: WriteV, run: () => Promise<T>): Promise<T> {
+    const original = fs.writevSync;
+    (fs as any).writevSync = (fd: number, ...rest: any[]) => {
       const target = fs.readlinkSync(`/proc/self/fd/${fd}`);
-      return /experiences\.top\.json\.\d+$/.test(target) ? fake(fd, rest[0], rest[1], original) : (original as any)(fd, ...rest);
+      return /experiences\.top\.json\.\d+$/.test(target) ? fake(fd, rest[0], original) : (original as any)(fd, ...rest);
     };
     syncBuiltinESMExports();
     try {
       return await run();
     } finally {
-      (fs as any).writeSync = original;
+      (fs as any).writevSync = original;
       syncBuiltinESMExports();
     }
   }
@@ -515,19 +515,19 @@ describe('writeIndex', () => {
     expect(readFileSync(path.join(dir, 'second.top.json')).equals(bytes)).toBe(true);
   });
 
-  test('the fs.writeSync replacement reaches index-file.ts (a write of one byte at a time still writes it all)', async ({ dir }) => {
+  test('the fs.writevSync replacement reaches index-file.ts (a write of one byte at a time still writes it all)', async ({ dir }) => {
     const { bytes } = await sample(dir);
     const file = path.join(dir, 'experiences.top.json');
     let calls = 0;
-    await withTempWrites((fd, buffer, offset, write) => {
+    await withTempWrites((fd, buffers, writev) => {
       calls++;
-      return write(fd, buffer, offset, 1);
+      return writev(fd, [buffers[0]!.subarray(0, 1)]);
     }, () => writeIndex(file, bytes));
     expect(calls).toBe(bytes.length);
     expect(readFileSync(file).equals(bytes)).toBe(true);
   });
 
-  test.for<[string, WriteSync]>([
+  test.for<[string, WriteV]>([
     ['a full disk (ENOSPC)', () => {
       throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
     }],
@@ -539,7 +539,7 @@ describe('writeIndex', () => {
     const before = readFileSync(file);
     const { state, stamp } = await scanned(dir, [D.a9], 3);
     let calls = 0;
-    const counted: WriteSync = (...args) => (calls++, fake(...args));
+    const counted: WriteV = (...args) => (calls++, fake(...args));
     await expect(withTempWrites(counted, () => writeIndex(file, serializeIndex(state, stamp)))).rejects.toThrow();
     expect(calls).toBe(1);
     expect(readFileSync(file).equals(before)).toBe(true);

@@ -28,7 +28,7 @@ const PATH_FUNCTIONS = [
   'rmSync',
   'truncateSync',
 ] as const;
-const FD_FUNCTIONS = ['closeSync', 'readSync', 'writeSync', 'fstatSync', 'ftruncateSync', 'futimesSync', 'fsyncSync'] as const;
+const FD_FUNCTIONS = ['closeSync', 'readSync', 'writeSync', 'writevSync', 'fstatSync', 'ftruncateSync', 'futimesSync', 'fsyncSync'] as const;
 
 export interface FaultPlan {
   /** 1-based index of the first call that fails. */
@@ -66,7 +66,7 @@ export function injectFaults(root: string, plan?: FaultPlan): FaultSeam {
     if (plan.only !== undefined && !plan.only.some((fn) => label.startsWith(`${fn}(`))) return 'pass';
     const hit = calls === plan.nth || (plan.persistent && calls > plan.nth);
     if (!hit) return 'pass';
-    if (plan.shortWrite && label.startsWith('writeSync') && !shortWritten) {
+    if (plan.shortWrite && (label.startsWith('writeSync') || label.startsWith('writevSync')) && !shortWritten) {
       shortWritten = true;
       return 'short';
     }
@@ -105,6 +105,10 @@ export function injectFaults(root: string, plan?: FaultPlan): FaultSeam {
           fds.delete(fd);
         }
         throw failure(name, `fd ${fd}`);
+      }
+      if (verdict === 'short' && name === 'writevSync') {
+        const first = (args[1] as Buffer[])[0]!;
+        return original(fd, [first.subarray(0, Math.max(1, first.length >> 1))]);
       }
       if (verdict === 'short') {
         const [, buffer, offset = 0, length] = args as [number, Buffer, number | undefined, number | undefined];
