@@ -224,8 +224,9 @@ export class ExperienceStore {
     // becomes one line instead of swallowing our first record.
     const terminated = endsWithNewline(fd, before.size, paths.log);
     const payload = Buffer.from((terminated ? '' : '\n') + lines.join('\n') + '\n');
-    // The index on disk is the one this instance wrote after the last append (the stat
-    // proves no one appended since): no writer since could have left a temp file.
+    // This instance wrote the index after the last append (the stat proves no one appended
+    // since), so no writer has left a temp file since, unless a rebuild was killed in
+    // between: the next writer that finds the log changed sweeps that one.
     const isOurIndex = this.#cache.matchesStat(paths.index, before);
     const base = this.useIndex ? await this.#catchUpUnderLock(paths, fd, before, scanned).catch(() => undefined) : undefined;
     appendToLog(fd, payload, before.size, paths.log);
