@@ -85,8 +85,11 @@ describe('the freshness boundary', () => {
     expect(stale.records[0]!.runId).toBe('first');
     expect(stale.records[0]!.reward.gtScore).toBe(0.9);
     expect(stale.records).not.toEqual(truth);
-    // A full scan (useIndex: false, or a rebuild) sees the edit.
+    // A full scan (useIndex: false, or a rebuild) sees the edit, and verify names it.
     expect(await new ExperienceStore({ ...options, useIndex: false }).fetchTop(query)).toEqual(truth);
+    const [report] = await new ExperienceStore(options).verify({ taskId: TASK });
+    expect(report!.ok).toBe(false);
+    expect(report!.problems.map((p) => p.domain)).toContain('implementation');
     await new ExperienceStore(options).rebuildIndex(TASK);
     expect(await new ExperienceStore(options).fetchTop(query)).toEqual(truth);
   });
