@@ -4,7 +4,7 @@
  */
 import { readLines, type ReadBudget } from './line-reader.js';
 import { parseRecordLine } from './record.js';
-import { addRecord, newEntry, type Caps, type Entry, type TopState } from './top-k.js';
+import { addRecord, newEntry, ownCopy, type Caps, type Entry, type TopState } from './top-k.js';
 
 export interface ScanResult {
   /** The state after the scan (the one passed in, added to). */
@@ -50,7 +50,7 @@ export async function scanLog(
         state.malformed++;
         return;
       }
-      if (collect !== undefined && record.domain === collect.domain) collect.into.push(newEntry(record, line, state.records));
+      if (collect !== undefined && record.domain === collect.domain) collect.into.push(newEntry(record, ownCopy(line), state.records));
       addRecord(state, record, line, capsFor(record.domain));
     },
     { budget: options.budget, onProgress: options.onProgress },

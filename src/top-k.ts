@@ -17,7 +17,7 @@ import { round6, sourceOf } from './selection.js';
 export interface Entry {
   readonly record: ExperienceRecord;
   /** The log line (a trailing "\r" removed): what the index stores, byte for byte. */
-  readonly raw: string;
+  raw: string;
   /** 0 for the log's first valid record, 1 for the next, ...; -1 when unknown (not needed). */
   seq: number;
   /** round6(score): the raw score of competitive selection with the default weights. */
@@ -249,6 +249,7 @@ export function addRecord(state: TopState, record: ExperienceRecord, raw: string
   const extreme = Math.abs(score(record)) < EXTREME_SCORE ? 0 : 1;
   const d = state.domains.get(record.domain);
   if (d === undefined) {
+    if (caps.top > 0 || caps.pool > 0) entry.raw = ownCopy(raw);
     state.domains.set(record.domain, {
       count: 1,
       extreme,
@@ -259,8 +260,19 @@ export function addRecord(state: TopState, record: ExperienceRecord, raw: string
   }
   d.count++;
   d.extreme += extreme;
-  d.top = insertTop(d.top, entry, caps.top);
-  d.pool = insertPool(d.pool, entry, caps.pool);
+  const { top, pool } = d;
+  d.top = insertTop(top, entry, caps.top);
+  d.pool = insertPool(pool, entry, caps.pool);
+  if (d.top !== top || d.pool !== pool) entry.raw = ownCopy(raw);
+}
+
+/**
+ * A string that holds only its own characters. A line split from a 1 MiB chunk
+ * is a slice that keeps the whole chunk alive: kept in a top list, each one
+ * would pin a chunk, and a rebuild of a large log would hold hundreds of them.
+ */
+export function ownCopy(text: string): string {
+  return (' ' + text).slice(1);
 }
 
 /** The state as it is persisted: `top` cut to `k`, `pool` to what `k` slots can pick. */
