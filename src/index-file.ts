@@ -11,7 +11,7 @@
  * section's CRC-32 and parses only the records it returns: its cost does not
  * grow with the number of domains, nor with what selection keeps.
  */
-import { closeSync, fstatSync, openSync, readSync, writevSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, statSync, writevSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { errorCode } from './errors.js';
 import { compareRecords, isExperienceRecord } from './record.js';
@@ -56,6 +56,31 @@ export interface IndexHeader {
 
 export class InvalidIndexError extends Error {}
 
+/**
+ * Which index file an index was read from or written as: every write renames a
+ * new file into place, so another writer's index (a rebuild with another K, say)
+ * has another identity even when it covers the same log.
+ */
+export interface IndexFileId {
+  ino: bigint;
+  size: number;
+  mtimeNs: bigint;
+}
+
+/** The identity of the index file now, or undefined when there is none (or it cannot be stat'ed). */
+export function indexFileIdOf(indexPath: string): IndexFileId | undefined {
+  try {
+    const s = statSync(indexPath, { bigint: true });
+    return { ino: s.ino, size: Number(s.size), mtimeNs: s.mtimeNs };
+  } catch {
+    return undefined;
+  }
+}
+
+export function sameIndexFile(a: IndexFileId | undefined, b: IndexFileId | undefined): boolean {
+  return a !== undefined && b !== undefined && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs;
+}
+
 // Enough for the header of a few hundred domains and, usually, the section asked for.
 const FIRST_READ_BYTES = 16 * 1024;
 
@@ -73,6 +98,8 @@ interface Parsed {
  */
 export class LoadedIndex {
   readonly header: IndexHeader;
+  /** The file this index was read from, or written as (set by the writer); undefined for neither. */
+  fileId: IndexFileId | undefined;
   readonly #path: string | undefined;
   /** File offset where sections start, and the bytes read so far from there. */
   readonly #sectionsAt: number;
@@ -250,7 +277,9 @@ export function readIndex(indexPath: string, domain?: string, whole = false): In
     return { kind: 'invalid', reason: `unreadable (${errorCode(err) ?? 'error'})` };
   }
   try {
-    const size = fstatSync(fd).size;
+    const stat = fstatSync(fd, { bigint: true });
+    const size = Number(stat.size);
+    const fileId: IndexFileId = { ino: stat.ino, size, mtimeNs: stat.mtimeNs };
     let buffer = readAt(fd, 0, Math.min(size, FIRST_READ_BYTES));
     const prefixEnd = buffer.indexOf(0x0a) + 1;
     if (prefixEnd === 0) return { kind: 'invalid', reason: 'no prefix line' };
@@ -267,13 +296,22 @@ export function readIndex(indexPath: string, domain?: string, whole = false): In
     // The sections already read, extended to cover the asked domain's when they lie beyond.
     let bytes = buffer.subarray(sectionsAt);
     const d = domain === undefined ? undefined : header.domains.find((x) => x.domain === domain);
-    if (whole && sectionsAt + bytes.length < size) {
-      bytes = readAt(fd, sectionsAt, size - sectionsAt);
+    if (whole) {
+      if (sectionsAt + bytes.length < size) bytes = readAt(fd, sectionsAt, size - sectionsAt);
+      // A writer copies unchanged sections without parsing them: check them all here, so a
+      // corrupt one makes the index invalid (a rescan before the lock), never copied forward.
+      for (const x of header.domains) {
+        for (const [start, length, crc] of [x.top, x.pool]) {
+          if (crc32Hex(bytes.subarray(start, start + length)) !== crc) return { kind: 'invalid', reason: `a section of ${x.domain} fails its checksum` };
+        }
+      }
     } else if (d !== undefined) {
       const end = Math.max(d.top[0] + d.top[1], d.pool[0] + d.pool[1]);
       if (end > bytes.length) bytes = readAt(fd, sectionsAt, end);
     }
-    return { kind: 'ok', index: new LoadedIndex(header, { path: indexPath, sectionsAt, bytes }) };
+    const index = new LoadedIndex(header, { path: indexPath, sectionsAt, bytes });
+    index.fileId = fileId;
+    return { kind: 'ok', index };
   } catch (err) {
     return { kind: 'invalid', reason: `unreadable (${errorCode(err) ?? String(err)})` };
   } finally {

@@ -10,7 +10,7 @@
  * only (header, k, count, top, pool), so it follows the index format.
  */
 import { readdirSync } from 'node:fs';
-import { errorCode, ioError } from './errors.js';
+import { errorCode, ExperienceStoreError, ioError } from './errors.js';
 import { decideFreshness, type LogStat } from './freshness.js';
 import { fingerprintAt, InvalidIndexError, logMatchesStampAt, readIndex, type IndexReadResult, type LoadedIndex } from './index-file.js';
 import { fstatLog, openLogForReading, withLog } from './log-file.js';
@@ -112,13 +112,13 @@ export async function verifyStore(store: InspectedStore, options: VerifyOptions,
   const reports: TaskReport[] = [];
   for (const taskId of tasksOf(store, options.taskId)) {
     const paths = taskPaths(store.outDir, store.runsDir, taskId);
-    const found = await verifyTask(paths);
+    const found = await funnel(paths, () => verifyTask(paths));
     if (found.problems.length === 0 || options.fix !== true) {
       reports.push({ taskId, ok: found.problems.length === 0, index: found.index, problems: found.problems });
       continue;
     }
     await rebuild(taskId, found.index.k);
-    const after = await verifyTask(paths);
+    const after = await funnel(paths, () => verifyTask(paths));
     reports.push({
       taskId,
       ok: after.problems.length === 0,
@@ -132,8 +132,20 @@ export async function verifyStore(store: InspectedStore, options: VerifyOptions,
 
 export async function statsOfStore(store: InspectedStore, options: StatsOptions): Promise<TaskStats[]> {
   const all: TaskStats[] = [];
-  for (const taskId of tasksOf(store, options.taskId)) all.push(await statsOfTask(taskPaths(store.outDir, store.runsDir, taskId)));
+  for (const taskId of tasksOf(store, options.taskId)) {
+    const paths = taskPaths(store.outDir, store.runsDir, taskId);
+    all.push(await funnel(paths, () => statsOfTask(paths)));
+  }
   return all;
+}
+
+/** Errors leave as ExperienceStoreErrors: an fs failure is EXP_IO naming the task's log, the fs error as its cause. */
+async function funnel<T>(paths: TaskPaths, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw err instanceof ExperienceStoreError ? err : ioError('read the log', paths.log, err);
+  }
 }
 
 function tasksOf(store: InspectedStore, taskId: string | undefined): string[] {

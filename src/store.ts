@@ -10,7 +10,19 @@ import { catchUp, type CaughtUp } from './catch-up.js';
 import { errorCode, ExperienceStoreError, ioError } from './errors.js';
 import { decideFreshness, stampOf, type LogStat } from './freshness.js';
 import { IndexCache } from './index-cache.js';
-import { fingerprintAt, indexOfState, InvalidIndexError, logMatchesStampAt, prepareIndexWrites, readIndex, serializeIndexParts, writeIndex, type LoadedIndex } from './index-file.js';
+import {
+  fingerprintAt,
+  indexFileIdOf,
+  indexOfState,
+  InvalidIndexError,
+  logMatchesStampAt,
+  prepareIndexWrites,
+  readIndex,
+  sameIndexFile,
+  serializeIndexParts,
+  writeIndex,
+  type LoadedIndex,
+} from './index-file.js';
 import { statsOfStore, verifyStore, type StatsOptions, type TaskReport, type TaskStats, type VerifyOptions } from './inspect.js';
 import { resolveLockRetry, withTaskLock, type LockRetry } from './lock.js';
 import { appendToLog, closeQuietly, endsWithNewline, fstatLog, openLogForAppending, openLogForReading, statLog, withLog } from './log-file.js';
@@ -176,6 +188,9 @@ export class ExperienceStore {
       throw new ExperienceStoreError('EXP_INVALID_INPUT', 'manifestPath must be a string; nothing was written');
     }
     const now = this.#now();
+    if (!(now instanceof Date) || Number.isNaN(now.getTime())) {
+      throw new ExperienceStoreError('EXP_INVALID_INPUT', `options.now must return a valid Date, got ${String(now)}; nothing was written`);
+    }
     const records = valid.map((input) => normalizeInput(input, { maxSummaryWords: this.maxSummaryWords, now, manifestPath }));
     // One batch shares a millisecond, so ids differ only in 24 random bits: redraw
     // the rare collision (a 300-record batch would otherwise repeat an id 0.3% of the time).
@@ -249,9 +264,11 @@ export class ExperienceStore {
       }
       const trimmed = trimState(state);
       const stamp = stampOf(after, end, fingerprintAt(fd, end));
-      this.#cache.remember(paths.index, after, indexOfState(trimmed, stamp), 0);
+      const written = indexOfState(trimmed, stamp);
+      this.#cache.remember(paths.index, after, written, 0);
       if (!isOurIndex) removeStrayTempFiles(paths.dir);
       await writeIndex(paths.index, serializeIndexParts(trimmed, stamp));
+      written.fileId = indexFileIdOf(paths.index);
     } catch {
       // Best effort after the commit point: a read-only directory or a full disk
       // must not fail an append that already happened; readers catch up from the log.
@@ -319,11 +336,13 @@ export class ExperienceStore {
     // does not hold whole, need every record of the domain.
     const anti = policy.antiDominanceNormalization;
     const poolCanAnswer = isDefaultWeights(policy) && (!anti.enabled || anti.strength * q.limit < EXTREME_SCORE);
-    const request: ReadRequest = { domain: q.domain, limit: q.limit, need: poolCanAnswer ? 'pool' : 'all', stats, budget: budgetForFetch(this.scanBudget) };
+    // Without an index there is nothing to answer from: every candidate is read (and listed).
+    const need = poolCanAnswer && this.useIndex ? 'pool' : 'all';
+    const request: ReadRequest = { domain: q.domain, limit: q.limit, need, stats, budget: budgetForFetch(this.scanBudget) };
     let views = await this.#readTasks(q.taskId, request);
     if (request.need === 'pool' && views.some((v) => v.extreme > 0 || (full && v.pool.length < v.count))) {
+      // Read again, on what is left of the same budget: a budget caps the whole call.
       request.need = 'all';
-      request.budget = budgetForFetch(this.scanBudget);
       views = await this.#readTasks(q.taskId, request);
     }
     const candidates: Entry[] = [];
@@ -436,8 +455,12 @@ export class ExperienceStore {
 
   /** The index state of the log as `log` describes it: from memory, a pre-lock scan, the index file, a tail or a full scan. */
   async #catchUpUnderLock(paths: TaskPaths, fd: number, log: LogStat, scanned: LoadedIndex | undefined): Promise<CaughtUp> {
+    // An index written since the state we hold was read (a rebuild with another K, a
+    // heal) is what we continue from: never write back over it what we held before.
+    const onDisk = indexFileIdOf(paths.index);
+    const isCurrent = (index: LoadedIndex) => onDisk === undefined || sameIndexFile(index.fileId, onDisk);
     const cached = this.#cache.match(paths.index, log, fd);
-    if (cached !== undefined) {
+    if (cached !== undefined && isCurrent(cached)) {
       try {
         return { state: cached.toState(), end: cached.header.log.offset, truncated: false, how: 'index', bytesRead: 0, linesRead: 0 };
       } catch (err) {
@@ -488,7 +511,9 @@ export class ExperienceStore {
           } catch (err) {
             throw ioError('write the index', paths.index, err);
           }
-          this.#cache.remember(paths.index, log, indexOfState(state, stamp), checkedAtMs);
+          const written = indexOfState(state, stamp);
+          written.fileId = indexFileIdOf(paths.index);
+          this.#cache.remember(paths.index, log, written, checkedAtMs);
           return state;
         },
       );

@@ -8,7 +8,19 @@ import { catchUp, type CaughtUp } from './catch-up.js';
 import { ExperienceStoreError, ioError } from './errors.js';
 import { decideFreshness, stampOf, statKeyEquals, type LogStat } from './freshness.js';
 import { IndexCache } from './index-cache.js';
-import { fingerprintAt, indexOfState, InvalidIndexError, logMatchesStamp, readIndex, serializeIndexParts, writeIndex, type LoadedIndex } from './index-file.js';
+import {
+  fingerprintAt,
+  indexFileIdOf,
+  indexOfState,
+  InvalidIndexError,
+  logMatchesStamp,
+  readIndex,
+  sameIndexFile,
+  serializeIndexParts,
+  writeIndex,
+  type IndexFileId,
+  type LoadedIndex,
+} from './index-file.js';
 import type { ReadBudget } from './line-reader.js';
 import { tryWithTaskLock } from './lock.js';
 import { fstatLog, openLogForReading, statLog, withLog } from './log-file.js';
@@ -112,6 +124,9 @@ export class TaskReader {
       fd,
       async () => {
         const checkedAtMs = Date.now();
+        // The index file this read starts from (or the invalid one it found): a heal
+        // writes only over that very file, never over a newer one (a rebuild with another K).
+        const startedFrom = index?.fileId ?? (read.kind === 'invalid' ? indexFileIdOf(paths.index) : undefined);
         const opened = fstatLog(fd, paths.log);
         const all: Entry[] | undefined = collect ? [] : undefined;
         const caught = await catchUp(fd, opened, index, decideFreshness(index?.header.log, opened), {
@@ -127,7 +142,7 @@ export class TaskReader {
         req.stats.bytesRead += caught.bytesRead;
         req.stats.linesRead += caught.linesRead;
         // Never persist or cache what a budget cut short: it is not a function of a log prefix.
-        if (!caught.truncated) await this.#heal(paths, fd, opened, caught, checkedAtMs);
+        if (!caught.truncated) await this.#heal(paths, fd, opened, caught, checkedAtMs, startedFrom);
         const d = caught.state.domains.get(domain);
         return { count: d?.count ?? 0, extreme: d?.extreme ?? 0, top: d?.top ?? [], pool: d?.pool ?? [], all, truncated: caught.truncated };
       },
@@ -163,7 +178,7 @@ export class TaskReader {
    * Write back what a fetch learned, if the task's lock is free right now and
    * the log is still exactly what was read. Best effort: never fails the fetch.
    */
-  async #heal(paths: TaskPaths, fd: number, log: LogStat, caught: CaughtUp, checkedAtMs: number): Promise<void> {
+  async #heal(paths: TaskPaths, fd: number, log: LogStat, caught: CaughtUp, checkedAtMs: number, startedFrom: IndexFileId | undefined): Promise<void> {
     try {
       const state = trimState(caught.state);
       const stamp = stampOf(log, caught.end, fingerprintAt(fd, caught.end));
@@ -173,7 +188,9 @@ export class TaskReader {
         paths.lock,
         async () => {
           const now = statLog(paths.log);
-          if (now !== undefined && statKeyEquals(now, log)) await writeIndex(paths.index, serializeIndexParts(state, stamp));
+          const onDisk = indexFileIdOf(paths.index);
+          const isSameIndex = onDisk === undefined ? startedFrom === undefined : sameIndexFile(startedFrom, onDisk);
+          if (now !== undefined && statKeyEquals(now, log) && isSameIndex) await writeIndex(paths.index, serializeIndexParts(state, stamp));
         },
         { taskId: paths.taskId, staleMs: this.#staleMs },
       );

@@ -125,3 +125,68 @@ describe('task ids and the names derived from them', () => {
     expect(readdirSync(options.outDir)).toEqual(['é'.repeat(64)]);
   });
 });
+
+describe('an index rebuilt with another K while a writer holds an older one', () => {
+  test('the writer continues from the rebuilt index (its K), not from the state it held', async ({ dir }) => {
+    const options = { outDir: path.join(dir, 'out'), runsDir: path.join(dir, 'runs') };
+    const indexPath = path.join(options.outDir, TASK, 'experiences.top.json');
+    const kOf = () => JSON.parse(readFileSync(indexPath, 'utf8').split('\n')[1]!).k as number;
+    const writer = new ExperienceStore(options); // indexTopK 16
+    await writer.recordBatch([makeInput({ taskId: TASK })], 'm');
+    expect(kOf()).toBe(16);
+    await new ExperienceStore({ ...options, indexTopK: 4 }).rebuildIndex(TASK);
+    expect(kOf()).toBe(4);
+    await writer.recordBatch([makeInput({ taskId: TASK, runId: 'after' })], 'm');
+    expect(kOf()).toBe(4);
+    const fresh = await new ExperienceStore(options).fetchTopDetailed({ domain: 'implementation', limit: 4, taskId: TASK });
+    expect(fresh.stats).toMatchObject({ indexHits: 1, bytesRead: 0 });
+  });
+});
+
+describe('review findings, pinned', () => {
+  test('stats turns a file-system failure into EXP_IO naming the log', async ({ dir }) => {
+    const options = { outDir: path.join(dir, 'out'), runsDir: path.join(dir, 'runs') };
+    mkdirSync(path.join(options.outDir, TASK, 'experiences.jsonl'), { recursive: true }); // a directory where the log goes
+    const store = new ExperienceStore(options);
+    for (const call of [() => store.stats()]) {
+      const err = await call().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ExperienceStoreError);
+      expect((err as ExperienceStoreError).code).toBe('EXP_IO');
+      expect((err as Error).message).toContain('experiences.jsonl');
+    }
+  });
+
+  test('a clock that returns an invalid Date is EXP_INVALID_INPUT naming options.now, and nothing is written', async ({ dir }) => {
+    const options = { outDir: path.join(dir, 'out'), runsDir: path.join(dir, 'runs'), now: () => new Date(Number.NaN) };
+    const err = await new ExperienceStore(options).recordBatch([makeInput({ taskId: TASK })], 'm').catch((e: unknown) => e);
+    expect((err as ExperienceStoreError).code).toBe('EXP_INVALID_INPUT');
+    expect((err as Error).message).toContain('options.now');
+    expect(existsSync(options.outDir)).toBe(false);
+  });
+
+  test('a selection that must read every candidate stays within one scan budget', async ({ dir }) => {
+    const options = { outDir: path.join(dir, 'out'), runsDir: path.join(dir, 'runs'), indexTopK: 2, scanBudget: { maxLines: 6 } };
+    const log = path.join(options.outDir, TASK, 'experiences.jsonl');
+    mkdirSync(path.dirname(log), { recursive: true });
+    const lines = Array.from({ length: 10 }, (_, i) =>
+      JSON.stringify(makeRecord({ id: `exp-${i}`, runId: `r${i}`, taskId: TASK, domain: 'd', reward: { gtScore: i === 3 ? 1e301 : i / 10, relativeRank: 0 } })),
+    );
+    writeFileSync(log, lines.join('\n') + '\n');
+    const result = await new ExperienceStore(options).selectTop({ domain: 'd', limit: 2, taskId: TASK });
+    expect(result.truncated).toBe(true);
+    expect(result.stats.linesRead).toBeLessThanOrEqual(6);
+  });
+
+  test('a corrupt section of another domain is not copied into the index a batch writes', async ({ dir }) => {
+    const options = { outDir: path.join(dir, 'out'), runsDir: path.join(dir, 'runs') };
+    const indexPath = path.join(options.outDir, TASK, 'experiences.top.json');
+    await new ExperienceStore(options).recordBatch([makeInput({ taskId: TASK, domain: 'a' }), makeInput({ taskId: TASK, domain: 'b' })], 'm');
+    const bytes = readFileSync(indexPath);
+    bytes[bytes.length - 20] = bytes[bytes.length - 20]! ^ 0x01; // inside the last section: domain b's pool or top
+    writeFileSync(indexPath, bytes);
+    await new ExperienceStore(options).recordBatch([makeInput({ taskId: TASK, domain: 'a', runId: 'again' })], 'm');
+    const [report] = await new ExperienceStore(options).verify({ taskId: TASK });
+    expect(report!.ok).toBe(true);
+    expect(report!.index.state).toBe('fresh');
+  });
+});
