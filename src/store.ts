@@ -4,33 +4,16 @@
  * log grew, and fall back to a full scan otherwise; every answer equals a plain
  * full scan of the logs on disk. See docs/index-format.md for the argument.
  */
-import { mkdirSync, readdirSync, statSync, unlinkSync } from 'node:fs';
+import { mkdirSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { catchUp, type CaughtUp } from './catch-up.js';
 import { errorCode, ExperienceStoreError, ioError } from './errors.js';
-import { decideFreshness, stampOf, type LogStat } from './freshness.js';
 import { IndexCache } from './index-cache.js';
-import {
-  fingerprintAt,
-  indexFileIdOf,
-  indexOfState,
-  InvalidIndexError,
-  logMatchesStampAt,
-  prepareIndexWrites,
-  readIndex,
-  sameIndexFile,
-  serializeIndexParts,
-  writeIndex,
-  type LoadedIndex,
-} from './index-file.js';
 import { statsOfStore, verifyStore, type StatsOptions, type TaskReport, type TaskStats, type VerifyOptions } from './inspect.js';
-import { resolveLockRetry, withTaskLock, type LockRetry } from './lock.js';
-import { appendToLog, closeQuietly, endsWithNewline, fstatLog, openLogForAppending, openLogForReading, statLog, withLog } from './log-file.js';
-import { INDEX_FILE, isValidTaskId, resolveStoreDirs, taskPaths, type TaskPaths } from './paths.js';
+import { resolveLockRetry, type LockRetry } from './lock.js';
+import { isValidTaskId, resolveStoreDirs, taskPaths } from './paths.js';
 import { checkQuery, checkSelectQuery, checkTaskId, type FetchQuery, type FetchStats } from './query.js';
 import { copyRecord, newRecordId, normalizeInput, score, validateBatch, verifyStamp, type ExperienceInput, type ExperienceRecord } from './record.js';
 import { budgetForFetch, resolveScanBudget, type ScanBudget } from './scan-budget.js';
-import { scanLog } from './scan.js';
 import {
   isDefaultWeights,
   resolveSelectionPolicy,
@@ -40,10 +23,12 @@ import {
   type SelectQuery,
 } from './selection.js';
 import { TaskReader, type ReadRequest, type TaskView } from './task-reader.js';
-import { addRecord, cloneState, emptyState, EXTREME_SCORE, mergeRanked, trimState, type Entry, type TopState } from './top-k.js';
+import { TaskWriter, type RebuildProgress } from './task-writer.js';
+import { EXTREME_SCORE, mergeRanked, type Entry, type TopState } from './top-k.js';
 
 export type { FetchQuery } from './query.js';
 export type { FetchStats } from './query.js';
+export type { RebuildProgress } from './task-writer.js';
 
 /** Options of `new ExperienceStore(options)`. A field given as `undefined` keeps its default. */
 export interface ExperienceStoreOptions {
@@ -110,14 +95,6 @@ export interface RebuildResult {
   malformed: number;
 }
 
-/** Progress of a rebuild, per chunk read. */
-export interface RebuildProgress {
-  taskId: string;
-  bytesDone: number;
-  bytesTotal: number;
-  records: number;
-}
-
 /** What `selectTop` resolves with: the selection, and how its candidates were read (as `fetchTopDetailed` reports). */
 export interface SelectResult extends ExperienceSelectionResult {
   stats: FetchStats;
@@ -142,6 +119,7 @@ export class ExperienceStore {
   readonly #now: () => Date;
   readonly #cache = new IndexCache();
   readonly #reader: TaskReader;
+  readonly #writer: TaskWriter;
   /** Task directories this instance created or found: a batch then skips the mkdir. */
   readonly #taskDirs = new Set<string>();
 
@@ -167,6 +145,7 @@ export class ExperienceStore {
     if (typeof now !== 'function') throw invalidOption('options.now must be a function returning a Date');
     this.#now = now;
     this.#reader = new TaskReader(this.#cache, this.indexTopK, this.lockRetry.staleMs);
+    this.#writer = new TaskWriter(this.#cache, { indexTopK: this.indexTopK, useIndex: this.useIndex, lockRetry: this.lockRetry });
   }
 
   /** Whether `record.stampSignature` is 64 hex characters. */
@@ -209,70 +188,8 @@ export class ExperienceStore {
       }
       this.#taskDirs.add(paths.dir);
     }
-    // Work that scales with the log happens before the lock: a log without a
-    // usable index is scanned here, and caught up under the lock.
-    const scanned = this.useIndex ? await this.#scanUnindexed(paths) : undefined;
-    if (this.useIndex) await prepareIndexWrites();
-    let committed = false;
-    try {
-      await withTaskLock(paths.lock, paths.taskId, this.lockRetry, async () => {
-        const fd = openLogForAppending(paths.log, paths.dir);
-        try {
-          await this.#append(paths, fd, lines, scanned, () => (committed = true));
-        } finally {
-          closeQuietly(fd);
-        }
-      });
-    } catch (err) {
-      // The append is the commit point: a failure after it (releasing the lock) is not the batch's.
-      if (!committed) throw err;
-    }
+    await this.#writer.append(paths, lines);
     return records;
-  }
-
-  // Order under the lock: catch the index up, append (the commit point), read
-  // back, write the index. A crash between any two steps leaves an index that is
-  // stale, never wrong; a failure before the append leaves the log as it was.
-  async #append(paths: TaskPaths, fd: number, lines: string[], scanned: LoadedIndex | undefined, commit: () => void): Promise<void> {
-    const before = fstatLog(fd, paths.log);
-    // A crashed writer may have left a partial last line: terminate it, so it
-    // becomes one line instead of swallowing our first record.
-    const terminated = endsWithNewline(fd, before.size, paths.log);
-    const payload = Buffer.from((terminated ? '' : '\n') + lines.join('\n') + '\n');
-    // This instance wrote the index after the last append (the stat proves no one appended
-    // since), so no writer has left a temp file since, unless a rebuild was killed in
-    // between: the next writer that finds the log changed sweeps that one.
-    const isOurIndex = this.#cache.matchesStat(paths.index, before);
-    const base = this.useIndex ? await this.#catchUpUnderLock(paths, fd, before, scanned).catch(() => undefined) : undefined;
-    appendToLog(fd, payload, before.size, paths.log);
-    commit();
-    if (base === undefined) return;
-    try {
-      const after = fstatLog(fd, paths.log);
-      let state: TopState;
-      let end: number;
-      if (terminated && base.end === before.size && after.size === before.size + payload.length) {
-        // The bytes after the caught-up state are exactly our lines: no need to read them back.
-        state = cloneState(base.state);
-        for (const line of lines) addRecord(state, JSON.parse(line) as ExperienceRecord, line, { top: state.k, pool: state.k });
-        end = after.size;
-      } else {
-        // Someone else's bytes too (a remnant we terminated, a foreign append): read back as any reader would.
-        const tail = await scanLog(fd, base.end, after.size, cloneState(base.state));
-        state = tail.state;
-        end = tail.end;
-      }
-      const trimmed = trimState(state);
-      const stamp = stampOf(after, end, fingerprintAt(fd, end));
-      const written = indexOfState(trimmed, stamp);
-      this.#cache.remember(paths.index, after, written, 0);
-      if (!isOurIndex) removeStrayTempFiles(paths.dir);
-      await writeIndex(paths.index, serializeIndexParts(trimmed, stamp));
-      written.fileId = indexFileIdOf(paths.index);
-    } catch {
-      // Best effort after the commit point: a read-only directory or a full disk
-      // must not fail an append that already happened; readers catch up from the log.
-    }
   }
 
   /**
@@ -392,7 +309,7 @@ export class ExperienceStore {
       const paths = taskPaths(this.outDir, this.runsDir, id);
       let state: TopState | undefined;
       try {
-        state = await this.#rebuildTask(paths, options.onProgress);
+        state = await this.#writer.rebuild(paths, this.indexTopK, options.onProgress);
       } catch (err) {
         throw err instanceof ExperienceStoreError ? err : ioError('rebuild the index from', paths.log, err);
       }
@@ -419,105 +336,6 @@ export class ExperienceStore {
       if (entry.isDirectory() || (entry.isSymbolicLink() && isDirectory(path.join(this.outDir, entry.name)))) ids.push(entry.name);
     }
     return ids.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  }
-
-  /**
-   * Before a writer takes the lock: when neither memory nor the index file can
-   * be caught up cheaply (fresh, or a tail whose fingerprint matches), scan the
-   * log now, so the lock is held only for the bytes appended meanwhile (SPEC
-   * "The lock": no O(N) work under the lock); when the index file can, return
-   * it, so it is not read again under the lock. What remains under the lock: a
-   * log replaced between this look and the lock, or an index section found bad
-   * only when parsed; both rescan there.
-   */
-  async #scanUnindexed(paths: TaskPaths): Promise<LoadedIndex | undefined> {
-    try {
-      const log = statLog(paths.log);
-      if (log === undefined || log.size === 0 || this.#cache.matchesStat(paths.index, log)) return undefined;
-      const read = readIndex(paths.index, undefined, true);
-      const index = read.kind === 'ok' ? read.index : undefined;
-      const fd = openLogForReading(paths.log);
-      if (fd === undefined) return undefined;
-      return await withLog(fd, async () => {
-        const opened = fstatLog(fd, paths.log);
-        const decision = decideFreshness(index?.header.log, opened);
-        // Cheap to catch up under the lock: hand over the index just read, so it is not read twice.
-        if (index !== undefined && decision.kind === 'fresh' && logMatchesStampAt(fd, index.header.log)) return index;
-        if (index !== undefined && decision.kind === 'tail' && fingerprintAt(fd, decision.from) === index.header.log.fingerprint) return index;
-        const caught = await catchUp(fd, opened, index, { kind: 'rescan', reason: 'no-index' }, { fullScanK: this.indexTopK });
-        return indexOfState(trimState(caught.state), stampOf(opened, caught.end, fingerprintAt(fd, caught.end)));
-      });
-    } catch {
-      // Only an optimisation: under the lock, the catch-up does whatever is left.
-      return undefined;
-    }
-  }
-
-  /** The index state of the log as `log` describes it: from memory, a pre-lock scan, the index file, a tail or a full scan. */
-  async #catchUpUnderLock(paths: TaskPaths, fd: number, log: LogStat, scanned: LoadedIndex | undefined): Promise<CaughtUp> {
-    // An index written since the state we hold was read (a rebuild with another K, a
-    // heal) is what we continue from: never write back over it what we held before.
-    const onDisk = indexFileIdOf(paths.index);
-    const isCurrent = (index: LoadedIndex) => onDisk === undefined || sameIndexFile(index.fileId, onDisk);
-    const cached = this.#cache.match(paths.index, log, fd);
-    if (cached !== undefined && isCurrent(cached)) {
-      try {
-        return { state: cached.toState(), end: cached.header.log.offset, truncated: false, how: 'index', bytesRead: 0, linesRead: 0 };
-      } catch (err) {
-        if (!(err instanceof InvalidIndexError)) throw err;
-      }
-    }
-    let index = scanned;
-    if (index === undefined) {
-      const read = readIndex(paths.index, undefined, true);
-      index = read.kind === 'ok' ? read.index : undefined;
-    }
-    return catchUp(fd, log, index, decideFreshness(index?.header.log, log), { fullScanK: this.indexTopK });
-  }
-
-  async #rebuildTask(paths: TaskPaths, onProgress?: (p: RebuildProgress) => void): Promise<TopState | undefined> {
-    const fd = openLogForReading(paths.log);
-    if (fd === undefined) return undefined;
-    const scanned = await withLog(
-      fd,
-      async () => {
-        const log = fstatLog(fd, paths.log);
-        let bytesDone = 0;
-        const state = emptyState(this.indexTopK);
-        const scan = await scanLog(fd, 0, log.size, state, {
-          onProgress: (n) => {
-            bytesDone += n;
-            onProgress?.({ taskId: paths.taskId, bytesDone, bytesTotal: log.size, records: state.records });
-          },
-        });
-        return indexOfState(trimState(state), stampOf(log, scan.end, fingerprintAt(fd, scan.end)));
-      },
-    );
-    return withTaskLock(paths.lock, paths.taskId, this.lockRetry, async () => {
-      const again = openLogForReading(paths.log);
-      if (again === undefined) return undefined;
-      return withLog(
-        again,
-        async () => {
-          // Catch up with appends made while we scanned, exactly as a tail would.
-          const checkedAtMs = Date.now();
-          const log = fstatLog(again, paths.log);
-          const caught = await catchUp(again, log, scanned, decideFreshness(scanned.header.log, log), { fullScanK: this.indexTopK });
-          const state = trimState(caught.state);
-          const stamp = stampOf(log, caught.end, fingerprintAt(again, caught.end));
-          removeStrayTempFiles(paths.dir);
-          try {
-            await writeIndex(paths.index, serializeIndexParts(state, stamp));
-          } catch (err) {
-            throw ioError('write the index', paths.index, err);
-          }
-          const written = indexOfState(state, stamp);
-          written.fileId = indexFileIdOf(paths.index);
-          this.#cache.remember(paths.index, log, written, checkedAtMs);
-          return state;
-        },
-      );
-    });
   }
 
   /**
@@ -552,22 +370,6 @@ function checkDiagnostics(options: SelectOptions): boolean {
   const d = options.diagnostics ?? 'summary';
   if (d !== 'summary' && d !== 'full') throw invalidOption(`options.diagnostics must be 'summary' or 'full', got ${JSON.stringify(d)}`);
   return d === 'full';
-}
-
-/**
- * Remove index temp files (`experiences.top.json.<n>`) that a killed writer left.
- * Called under the task's lock, where no writer of ours can be writing one.
- */
-function removeStrayTempFiles(dir: string): void {
-  for (const name of readdirSync(dir)) {
-    if (name.startsWith(`${INDEX_FILE}.`) && /^\d+$/.test(name.slice(INDEX_FILE.length + 1))) {
-      try {
-        unlinkSync(path.join(dir, name));
-      } catch {
-        // already gone
-      }
-    }
-  }
 }
 
 function isDirectory(p: string): boolean {
