@@ -160,7 +160,11 @@ export class LoadedIndex {
     }
     const { lines, entries } = parsed;
     const wasComplete = entries.length === lines.length;
-    while (entries.length < want) {
+    // One record past the answer is parsed too: the order check between the last record
+    // returned and the next is what catches a section whose records were swapped across
+    // that boundary (a CRC only says the bytes are the ones written).
+    const parse = Math.min(want + 1, lines.length);
+    while (entries.length < parse) {
       const at = entries.length;
       const record = parseJson(lines[at]!);
       if (!isExperienceRecord(record) || record.domain !== domain) throw new InvalidIndexError(`top[${at}] of ${domain} is not a record of it`);

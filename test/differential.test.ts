@@ -770,7 +770,8 @@ describe('fetchTop equals a plain full scan after any sequence of steps', () => 
           await rm(root, { recursive: true, force: true });
         }
       }),
-      { numRuns: NUM_RUNS },
+      // DIFFERENTIAL_SEED=<n> replays a run fast-check reported (with its seed).
+      { numRuns: NUM_RUNS, ...(process.env.DIFFERENTIAL_SEED ? { seed: Number(process.env.DIFFERENTIAL_SEED) } : {}) },
     );
     // Reported so a reader of the log sees how much was checked.
     console.info(`differential: ${totals.runs} runs, ${totals.steps} steps, ${totals.queries} queries, ${JSON.stringify(totals.paths)}`);

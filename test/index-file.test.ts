@@ -416,13 +416,22 @@ describe('rejecting damage', () => {
     expect(() => index.pool('d')).toThrow(InvalidIndexError);
   });
 
-  test('top(domain, limit) parses only the lines it returns: a bad line after `limit` in a CRC-valid section fails top(domain) but not top(domain, 2)', async ({ dir }) => {
+  test('top(domain, limit) parses the lines it returns and one more: a bad line two past `limit` fails top(domain) but not top(domain, 1)', async ({ dir }) => {
     const { bytes } = await sample(dir);
     const bad = editSections(bytes, (s) => (s.get('d')!.top[2] = '{"not":"a record"}'));
     const index = loaded(dir, bad);
-    expect(index.top('d', 2).map((e) => e.raw)).toEqual([D.a9, D.a8]);
-    expect(() => index.top('d', 3)).toThrow(InvalidIndexError);
+    expect(index.top('d', 1).map((e) => e.raw)).toEqual([D.a9]);
+    expect(() => index.top('d', 2)).toThrow(InvalidIndexError);
     expect(() => loaded(dir, bad).top('d')).toThrow(InvalidIndexError);
+  });
+
+  test('records swapped across the limit are caught by the one extra record parsed', async ({ dir }) => {
+    const { bytes } = await sample(dir);
+    const swapped = editSections(bytes, (s) => {
+      const top = s.get('d')!.top;
+      [top[0], top[1]] = [top[1]!, top[0]!];
+    });
+    expect(() => loaded(dir, swapped).top('d', 1)).toThrow(InvalidIndexError);
   });
 
   test('a section read after the file was replaced is checked against the header it was found by', async ({ dir }) => {
