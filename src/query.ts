@@ -29,6 +29,14 @@ export interface FetchStats {
   linesRead: number;
 }
 
+/** Progress of a rebuild, per chunk read. */
+export interface RebuildProgress {
+  taskId: string;
+  bytesDone: number;
+  bytesTotal: number;
+  records: number;
+}
+
 export function checkTaskId(field: string, taskId: unknown): string {
   if (typeof taskId !== 'string') throw new ExperienceStoreError('EXP_INVALID_INPUT', `${field} must be a string`);
   const problem = taskIdProblem(taskId);

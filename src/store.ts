@@ -11,7 +11,7 @@ import { IndexCache } from './index-cache.js';
 import { statsOfStore, verifyStore, type StatsOptions, type TaskReport, type TaskStats, type VerifyOptions } from './inspect.js';
 import { resolveLockRetry, type LockRetry } from './lock.js';
 import { isValidTaskId, resolveStoreDirs, taskPaths } from './paths.js';
-import { checkQuery, checkSelectQuery, checkTaskId, type FetchQuery, type FetchStats } from './query.js';
+import { checkQuery, checkSelectQuery, checkTaskId, type FetchQuery, type FetchStats, type RebuildProgress } from './query.js';
 import { copyRecord, newRecordId, normalizeInput, score, validateBatch, verifyStamp, type ExperienceInput, type ExperienceRecord } from './record.js';
 import { budgetForFetch, resolveScanBudget, type ScanBudget } from './scan-budget.js';
 import {
@@ -23,12 +23,12 @@ import {
   type SelectQuery,
 } from './selection.js';
 import { TaskReader, type ReadRequest, type TaskView } from './task-reader.js';
-import { TaskWriter, type RebuildProgress } from './task-writer.js';
+import { TaskWriter } from './task-writer.js';
 import { EXTREME_SCORE, mergeRanked, type Entry, type TopState } from './top-k.js';
 
 export type { FetchQuery } from './query.js';
 export type { FetchStats } from './query.js';
-export type { RebuildProgress } from './task-writer.js';
+export type { RebuildProgress } from './query.js';
 
 /** Options of `new ExperienceStore(options)`. A field given as `undefined` keeps its default. */
 export interface ExperienceStoreOptions {

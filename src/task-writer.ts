@@ -27,17 +27,10 @@ import {
 import { withTaskLock, type LockRetry } from './lock.js';
 import { appendToLog, closeQuietly, endsWithNewline, fstatLog, openLogForAppending, openLogForReading, statLog, withLog } from './log-file.js';
 import { INDEX_FILE, type TaskPaths } from './paths.js';
+import type { RebuildProgress } from './query.js';
 import type { ExperienceRecord } from './record.js';
 import { scanLog } from './scan.js';
 import { addRecord, cloneState, emptyState, trimState, type TopState } from './top-k.js';
-
-/** Progress of a rebuild, per chunk read. */
-export interface RebuildProgress {
-  taskId: string;
-  bytesDone: number;
-  bytesTotal: number;
-  records: number;
-}
 
 export class TaskWriter {
   readonly #cache: IndexCache;
