@@ -8,8 +8,9 @@
  *            (one log line per record) and a pool section (one `[seq,ref]` line per record)
  *
  * A fetch reads the header and the one section it answers from, checks that
- * section's CRC-32 and parses only the records it returns: its cost does not
- * grow with the number of domains, nor with what selection keeps.
+ * section's CRC-32 and parses only the records it returns (and one more, for the
+ * order check across the boundary): its cost does not grow with the number of
+ * domains, nor with what selection keeps.
  */
 import { closeSync, fstatSync, openSync, readSync, statSync, writevSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
