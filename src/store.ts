@@ -266,11 +266,10 @@ export class ExperienceStore {
     let complete = true;
     for (const v of views) {
       // Input order is the greedy's last tie-break: task order, then log order.
-      if (v.all !== undefined) candidates.push(...v.all);
-      else {
-        candidates.push(...[...v.pool].sort((a, b) => a.seq - b.seq));
-        complete &&= v.pool.length === v.count;
-      }
+      // A loop, not push(...list): a domain of a large log has more candidates than a call has arguments.
+      const list = v.all ?? [...v.pool].sort((a, b) => a.seq - b.seq);
+      for (const entry of list) candidates.push(entry);
+      if (v.all === undefined) complete &&= v.pool.length === v.count;
     }
     const entryOf = new Map(candidates.map((e) => [e.record, e]));
     const candidateCount = views.reduce((n, v) => n + v.count, 0);

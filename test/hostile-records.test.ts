@@ -190,3 +190,19 @@ describe('review findings, pinned', () => {
     expect(report!.index.state).toBe('fresh');
   });
 });
+
+describe('large domains', () => {
+  test('a selection over 300,000 candidates of one domain (no index: every candidate is read and listed)', async ({ dir }) => {
+    const log = path.join(dir, 'out', TASK, 'experiences.jsonl');
+    mkdirSync(path.dirname(log), { recursive: true });
+    const line = (i: number) =>
+      JSON.stringify(makeRecord({ id: `e${i}`, runId: `r${i % 1000}`, taskId: TASK, domain: 'd', reward: { gtScore: (i % 997) / 997, relativeRank: 0 } }));
+    writeFileSync(log, Array.from({ length: 300_000 }, (_, i) => line(i)).join('\n') + '\n');
+    const store = new ExperienceStore({ outDir: path.join(dir, 'out'), runsDir: path.join(dir, 'runs'), useIndex: false });
+    const result = await store.selectTop({ domain: 'd', limit: 5, taskId: TASK });
+    expect(result.records).toHaveLength(5);
+    expect(result.diagnostics.candidate_count).toBe(300_000);
+    expect(result.diagnostics.candidates_complete).toBe(true);
+    expect(new Set(result.records.map((r) => r.runId)).size).toBe(5);
+  }, 120_000);
+});
