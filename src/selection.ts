@@ -504,17 +504,7 @@ function toEntry(c: Candidate): ExperienceSelectionEntry {
 }
 
 function toCandidate(c: Candidate): ExperienceSelectionCandidate {
-  return {
-    id: c.record.id,
-    source_key: c.source.key,
-    source_kind: c.source.kind,
-    raw_score: c.raw,
-    competitive_score: c.competitive,
-    dominance_penalty: c.penalty,
-    selected: c.slot !== null,
-    selected_slot: c.slot,
-    exclusion_reason: c.reason,
-  };
+  return { ...toEntry(c), selected: c.slot !== null, selected_slot: c.slot, exclusion_reason: c.reason };
 }
 
 /**
